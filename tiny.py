@@ -31,7 +31,7 @@
 #
 # tiny consumes nothing: this file imports only the Python standard library.
 from __future__ import annotations
-import contextlib, ctypes, functools, hashlib, inspect, itertools, math, os, struct, sys, weakref
+import contextlib, ctypes, functools, hashlib, heapq, importlib.util, inspect, itertools, math, os, pathlib, struct, subprocess, sys, tempfile, time, weakref
 from dataclasses import dataclass
 from enum import Enum, auto
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -626,6 +626,13 @@ class PatternMatcher:
 # `REWRITE_LIMIT` rewrites of one node. Both raise `RewriteError` naming the
 # pass and the rules that fired.
 #
+# Most passes rewrite sources first (post-order), so a rule sees a node whose
+# sources are already in final form. A few passes need to see the original
+# node before anything below it changed, for example to replace a subgraph
+# that was already computed by its stored result: `pre_order=True` offers each
+# node to the rules on the way down instead, and a node a rule replaced is not
+# descended into.
+#
 # Every call is named. When a tracer is installed (VIZ, chapter 15, installs
 # one), each call reports its input, every match (before, after, rule) and its
 # output; when none is, the cost is one check of a global.
@@ -642,39 +649,43 @@ class Tracer:
 
 tracer: Tracer | None = None
 
-def graph_rewrite(root: UOp, pm: PatternMatcher, ctx: Any = None, *, name: str) -> UOp:
+def graph_rewrite(root: UOp, pm: PatternMatcher, ctx: Any = None, *, name: str, pre_order: bool = False) -> UOp:
   if tracer is not None: tracer.begin(name, root)
   done: dict[UOp, UOp] = {}
   active: dict[UOp, list[UPat]] = {}  # nodes whose rewritten value is still being computed -> rules fired so far
   stack: list[tuple[UOp, int, Any]] = [(root, 0, None)]
+
+  def offer(node: UOp, candidate: UOp) -> bool:
+    """Offer `candidate` (node itself, or rebuilt) to the rules; on a match, schedule the result to be rewritten."""
+    if (fired := pm.rewrite_with_rule(candidate, ctx)) is None: return False
+    result, rule = fired
+    if tracer is not None: tracer.match(candidate, result, rule)
+    rules = active[node] + [rule]
+    if len(rules) > REWRITE_LIMIT.value: raise RewriteError(_loop_message(name, f"more than {REWRITE_LIMIT.value} rewrites of one node", rules))
+    if result in done:
+      done[node] = done[result]
+      del active[node]
+    else:
+      if result in active: raise RewriteError(_loop_message(name, "a rewrite leads back to a node still being rewritten", rules + active[result]))
+      stack.append((node, 2, result))
+      stack.append((result, 0, rules))  # the result inherits the chain, so long chains are counted across nodes
+    return True
+
   while stack:
     node, stage, extra = stack.pop()
-    if stage == 0:  # first visit: schedule the sources, then come back
+    if stage == 0:  # first visit: (pre-order: offer it,) then schedule the sources and come back
       if node in done: continue
       if node in active: raise RewriteError(_loop_message(name, "a rewrite leads back to a node still being rewritten", active[node]))
-      active[node] = []
+      active[node] = extra or []
+      if pre_order and offer(node, node): continue
       stack.append((node, 1, None))
       stack.extend((s, 0, None) for s in reversed(node.src) if s not in done)
-    elif stage == 1:  # sources are done: rebuild and offer to the rules
+    elif stage == 1:  # sources are done: rebuild, (post-order: offer it,) and record
       new_src = tuple(done[s] for s in node.src)
       rebuilt = node if new_src == node.src else UOp(node.op, node.dtype, new_src, node.arg)
-      if (fired := pm.rewrite_with_rule(rebuilt, ctx)) is None:
-        done[node] = done[rebuilt] = rebuilt  # a fixed point: nothing applies to it any more
-        del active[node]
-        continue
-      result, rule = fired
-      if tracer is not None: tracer.match(rebuilt, result, rule)
-      rules = active[node] + [rule]
-      if len(rules) > REWRITE_LIMIT.value: raise RewriteError(_loop_message(name, f"more than {REWRITE_LIMIT.value} rewrites of one node", rules))
-      if result in done:
-        done[node] = done[result]
-        del active[node]
-        continue
-      if result in active: raise RewriteError(_loop_message(name, "a rewrite leads back to a node still being rewritten", rules + active[result]))
-      active[result] = rules  # the result inherits the chain, so long chains are counted across nodes
-      stack.append((node, 2, result))
-      stack.append((result, 1, None))
-      stack.extend((s, 0, None) for s in reversed(result.src) if s not in done)
+      if not pre_order and offer(node, rebuilt): continue
+      done[node] = done[rebuilt] = rebuilt  # a fixed point: nothing applies to it any more
+      del active[node]
     else:  # the rule's result is fully rewritten: it is this node's value
       done[node] = done[extra]
       del active[node]
@@ -788,3 +799,1329 @@ symbolic = symbolic_simple + PatternMatcher([
   ((x_ // c1_) // c2_, lambda x, c1, c2: x // (c1.arg * c2.arg) if c1.arg > 0 and c2.arg > 0 and x.vmin >= 0 else None),
   ((x_ % c1_) % c2_, lambda x, c1, c2: x % c2 if c2.arg > 0 and c1.arg % c2.arg == 0 and x.vmin >= 0 else None),
 ])
+
+# # 6. Tensors
+#
+# A `Tensor` is what users hold. It is a thin wrapper around one UOp,
+# `t.uop`, that describes how to compute the tensor's values. Every method
+# builds a bigger UOp graph and returns a new Tensor; nothing is computed until
+# `realize()`, `numpy()`, `tolist()` or `item()` asks for values. This
+# laziness is what lets chapter 8 see a whole computation at once and fuse it
+# into few kernels.
+#
+# The API follows tinygrad's (and so, mostly, PyTorch's): the same names,
+# arguments and semantics, so code written for tinygrad runs with
+# `from tiny import Tensor`.
+#
+# Our running example starts here:
+#
+# ```python
+# a = Tensor([1., 2., 3.]); b = Tensor([4., 5., 6.])
+# c = (a * b).sum()        # builds UOps: REDUCE_AXIS(MUL(a, b)) -- nothing runs
+# print(c.item())          # 32.0 -- now a kernel is generated, compiled and run
+# ```
+#
+# At the tensor level, UOps use these ops:
+#
+# - sources of data: `BUFFER` (memory on a device, flat, with a unique id),
+#   `CONST` (one value, broadcast as needed), `ARANGE` (0, 1, ..., n-1);
+#   each holds a `DEVICE` source that says where it lives;
+# - the six movement ops `RESHAPE PERMUTE EXPAND PAD SHRINK FLIP`, which
+#   change how elements are viewed but never their values;
+# - elementwise ALU ops, `CAST` and `BITCAST`, on sources of equal shape;
+# - `REDUCE_AXIS`, which reduces some axes to size 1 with ADD, MUL or MAX;
+# - markers that steer scheduling: `CONTIGUOUS` (store this), `COPY` (to
+#   another device), `ASSIGN` (write into an existing buffer), `DETACH`.
+#
+# Everything else, `matmul` and `softmax` included, is a composition of
+# these. Broadcasting is explicit: `Tensor` reshapes and expands operands to a
+# common shape before it builds an elementwise op, so the graph never has to
+# guess.
+
+def _device_uop(device: str) -> UOp: return UOp(Ops.DEVICE, arg=device)
+
+def _const_uop(value: Any, dtype: DType, device: str, shape: tuple[int, ...] = ()) -> UOp:
+  """A constant tensor: one CONST, reshaped to rank len(shape) and expanded to shape."""
+  c = UOp(Ops.CONST, dtype, (_device_uop(device),), to_dtype(value, dtype))
+  return c if shape == () else _expand(_reshape(c, (1,) * len(shape)), shape)
+
+def _movement(x: UOp, op: Ops, arg: Any) -> UOp: return UOp(op, x.dtype, (x,), arg)
+def _reshape(x: UOp, shape: tuple[int, ...]) -> UOp: return x if x.shape == shape else _movement(x, Ops.RESHAPE, shape)
+def _expand(x: UOp, shape: tuple[int, ...]) -> UOp: return x if x.shape == shape else _movement(x, Ops.EXPAND, shape)
+
+def _fully_flatten(data: Any) -> tuple[list[Any], tuple[int, ...]]:
+  """A nested list as a flat list and its shape; ragged lists are an error."""
+  shape: list[int] = []
+  level = data
+  while isinstance(level, (list, tuple)):
+    shape.append(len(level))
+    level = level[0] if len(level) else None
+  flat = [data]
+  for n in shape:
+    if not all(isinstance(v, (list, tuple)) and len(v) == n for v in flat): raise ValueError(f"ragged nested list: expected every row to have length {n}")
+    flat = [x for v in flat for x in v]
+  return flat, tuple(shape)
+
+def _numpy_dtype(np_dtype: Any) -> DType:
+  names = {"bool": dtypes.bool, "int8": dtypes.int8, "uint8": dtypes.uint8, "int16": dtypes.int16, "uint16": dtypes.uint16,
+           "int32": dtypes.int32, "uint32": dtypes.uint32, "int64": dtypes.int64, "uint64": dtypes.uint64,
+           "float16": dtypes.float16, "float32": dtypes.float32, "float64": dtypes.float64}
+  if str(np_dtype) not in names: raise TypeError(f"numpy dtype {np_dtype} has no tiny dtype")
+  return names[str(np_dtype)]
+
+def _shape_arg(shape: tuple) -> tuple[int, ...]:
+  """Accept both f(2, 3) and f((2, 3))."""
+  return tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else tuple(shape)
+
+def _axis(axis: int, ndim: int, shape: tuple[int, ...]) -> int:
+  if not -max(ndim, 1) <= axis < max(ndim, 1): raise IndexError(f"axis {axis} is out of range for a tensor of {ndim} dimensions (shape {shape})")
+  return axis % max(ndim, 1)
+
+class GlobalCounters:
+  """Counters anyone can read: kernels launched, and their estimated work and time."""
+  kernel_count: int = 0
+  global_ops: int = 0
+  global_mem: int = 0
+  time_sum_s: float = 0.0
+  @staticmethod
+  def reset() -> None: GlobalCounters.kernel_count, GlobalCounters.global_ops, GlobalCounters.global_mem, GlobalCounters.time_sum_s = 0, 0, 0, 0.0
+
+class Tensor:
+  _seed: int = 0
+  _rng_counter: int = 0
+
+  def __init__(self, data: Any, device: str | None = None, dtype: DType | None = None):
+    device = Device.canonicalize(device)
+    if dtype is not None: Device.check_dtype(device, dtype)
+    if isinstance(data, UOp): self.uop = data
+    elif isinstance(data, (bool, int, float)): self.uop = _const_uop(data, dtype or dtypes.from_py(data), device)
+    elif isinstance(data, (list, tuple)):
+      flat, shape = _fully_flatten(data)
+      dtype = dtype or dtypes.from_py(flat)
+      self.uop = _buffer_from_bytes(struct.pack(f"{len(flat)}{dtype.fmt}", *[to_dtype(v, dtype) for v in flat]), dtype, shape, device)
+    elif type(data).__module__ == "numpy" and hasattr(data, "tobytes"):  # numpy stays optional: no import needed to recognize it
+      src_dtype = _numpy_dtype(data.dtype)
+      self.uop = _buffer_from_bytes(data.tobytes(order="C"), src_dtype, tuple(data.shape), device)
+      if dtype is not None and dtype != src_dtype: self.uop = self.cast(dtype).uop
+    else: raise TypeError(f"cannot make a Tensor from {type(data).__name__}")
+    Device.check_dtype(device, self.dtype)
+
+  # ### Properties
+  @property
+  def shape(self) -> tuple[int, ...]: return self.uop.shape
+  @property
+  def dtype(self) -> DType: return self.uop.dtype
+  @property
+  def device(self) -> str: return self.uop.device
+  @property
+  def ndim(self) -> int: return len(self.shape)
+  def numel(self) -> int: return prod(self.shape)
+  def element_size(self) -> int: return self.dtype.itemsize
+  def __len__(self) -> int:
+    if not self.shape: raise TypeError("len() of a 0-d tensor")
+    return self.shape[0]
+  def __repr__(self) -> str: return f"<Tensor shape={self.shape} dtype={self.dtype} device={self.device}>"
+
+  # ### Getting values out
+  # These are the only methods that run anything. `realize` computes the
+  # tensor and points `self.uop` at the stored result, so later uses read
+  # the buffer instead of computing it again.
+  def realize(self, *others: Tensor) -> Tensor:
+    realize_tensors([self, *others])
+    return self
+  def _bytes(self) -> memoryview:
+    t = self.contiguous().realize() if not _is_stored(self.uop) else self
+    return _buffer_of(t.uop).copyout()
+  def tolist(self) -> Any:
+    flat = self._bytes().cast(self.dtype.fmt).tolist() if self.numel() else []
+    for n in reversed(self.shape[1:]): flat = [flat[i:i+n] for i in range(0, len(flat), n)]
+    return flat[0] if self.shape == () else flat if self.shape[0] > 0 or len(self.shape) == 1 else [] 
+  def item(self) -> Any:
+    if self.numel() != 1: raise ValueError(f"item() needs a tensor with one element, this one has shape {self.shape}")
+    return self._bytes().cast(self.dtype.fmt)[0]
+  def numpy(self) -> Any:
+    import numpy as np
+    return np.frombuffer(self._bytes(), dtype=np.dtype(self.dtype.name)).reshape(self.shape).copy()
+  def data(self) -> memoryview: return self._bytes().cast(self.dtype.fmt, self.shape) if self.shape else self._bytes().cast(self.dtype.fmt)
+
+  # ### Creation
+  @staticmethod
+  def empty(*shape: Any, device: str | None = None, dtype: DType | None = None) -> Tensor:
+    shape, dtype, device = _shape_arg(shape), dtype or dtypes.default_float, Device.canonicalize(device)
+    Device.check_dtype(device, dtype)
+    return Tensor(_reshape(_new_buffer(device, prod(shape), dtype), shape))
+  @staticmethod
+  def full(shape: tuple[int, ...] | int, fill_value: Any, device: str | None = None, dtype: DType | None = None) -> Tensor:
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    if any(s < 0 for s in shape): raise ValueError(f"negative dimension in shape {shape}")
+    dtype, device = dtype or dtypes.from_py(fill_value), Device.canonicalize(device)
+    Device.check_dtype(device, dtype)
+    return Tensor(_const_uop(fill_value, dtype, device, shape))
+  @staticmethod
+  def zeros(*shape: Any, **kw: Any) -> Tensor: return Tensor.full(_shape_arg(shape), 0.0, **{"dtype": dtypes.default_float, **kw})
+  @staticmethod
+  def ones(*shape: Any, **kw: Any) -> Tensor: return Tensor.full(_shape_arg(shape), 1.0, **{"dtype": dtypes.default_float, **kw})
+  @staticmethod
+  def arange(start: Any, stop: Any = None, step: Any = 1, device: str | None = None, dtype: DType | None = None) -> Tensor:
+    if stop is None: start, stop = 0, start
+    if step == 0: raise ValueError("arange: step must not be zero")
+    dtype = dtype or dtypes.from_py([start, stop, step])
+    n = max(0, math.ceil((stop - start) / step))
+    idx = Tensor(UOp(Ops.ARANGE, dtypes.int32, (_device_uop(Device.canonicalize(device)),), n))
+    return (idx.cast(dtype) * step + start).cast(dtype)
+  @staticmethod
+  def linspace(start: float, stop: float, steps: int, device: str | None = None, dtype: DType | None = None) -> Tensor:
+    if steps < 0: raise ValueError(f"linspace: steps must be non-negative, got {steps}")
+    dtype = dtype or dtypes.default_float
+    if steps == 1: return Tensor.full((1,), start, device=device, dtype=dtype)
+    return (Tensor.arange(steps, device=device).cast(dtypes.float32) * ((stop - start) / max(steps - 1, 1)) + start).cast(dtype)
+  @staticmethod
+  def eye(n: int, m: int | None = None, device: str | None = None, dtype: DType | None = None) -> Tensor:
+    rows, cols = Tensor.arange(n, device=device).reshape(n, 1), Tensor.arange(m if m is not None else n, device=device).reshape(1, -1)
+    return (rows == cols).cast(dtype or dtypes.default_float)
+  def full_like(self, fill_value: Any, **kw: Any) -> Tensor: return Tensor.full(self.shape, fill_value, **{"device": self.device, "dtype": self.dtype, **kw})
+  def zeros_like(self, **kw: Any) -> Tensor: return self.full_like(0, **kw)
+  def ones_like(self, **kw: Any) -> Tensor: return self.full_like(1, **kw)
+  def empty_like(self, **kw: Any) -> Tensor: return Tensor.empty(self.shape, **{"device": self.device, "dtype": self.dtype, **kw})
+
+  # ### Random numbers
+  # Random numbers are computed, not loaded: element `i` of a random tensor is
+  # a hash of `(seed, counter + i)`, with the murmur3 finalizer, in uint32
+  # arithmetic that every device computes identically. So the same seed gives
+  # the same numbers on every device. Each call advances the counter; the
+  # seed and counter travel in a tiny buffer, so the kernel is the same from
+  # call to call and is compiled once.
+  @staticmethod
+  def manual_seed(seed: int = 0) -> None: Tensor._seed, Tensor._rng_counter = seed, 0
+  @staticmethod
+  def _random_bits(shape: tuple[int, ...], device: str | None) -> Tensor:
+    n = prod(shape)
+    key = Tensor([Tensor._seed & 0xFFFFFFFF, Tensor._rng_counter & 0xFFFFFFFF], device=device, dtype=dtypes.uint32)
+    Tensor._rng_counter += n
+    x = Tensor.arange(n, device=device, dtype=dtypes.uint32) + key[1]
+    for mix in (key[0] * 0x9E3779B9 + 0x7F4A7C15, key[0] ^ 0x5BD1E995):
+      x = x ^ mix
+      x = (x ^ (x >> 16)) * 0x85EBCA6B
+      x = (x ^ (x >> 13)) * 0xC2B2AE35
+      x = x ^ (x >> 16)
+    return x.reshape(shape)
+  @staticmethod
+  def rand(*shape: Any, device: str | None = None, dtype: DType | None = None) -> Tensor:
+    """Uniform in [0, 1): the top 24 bits of a hash, scaled exactly."""
+    bits = Tensor._random_bits(_shape_arg(shape), device)
+    return ((bits >> 8).cast(dtypes.float32) * (1.0 / (1 << 24))).cast(dtype or dtypes.default_float)
+  @staticmethod
+  def randn(*shape: Any, device: str | None = None, dtype: DType | None = None) -> Tensor:
+    """Standard normal, by the Box-Muller transform of two uniforms."""
+    shape = _shape_arg(shape)
+    u = Tensor.rand(2, *shape, device=device, dtype=dtypes.float32)
+    return ((1 - u[0]).log() * -2).sqrt().mul((u[1] * (2 * math.pi)).cos()).cast(dtype or dtypes.default_float)
+  @staticmethod
+  def uniform(*shape: Any, low: float = 0.0, high: float = 1.0, **kw: Any) -> Tensor: return Tensor.rand(*shape, **kw) * (high - low) + low
+  def rand_like(self, **kw: Any) -> Tensor: return Tensor.rand(self.shape, **{"device": self.device, "dtype": self.dtype, **kw})
+  def randn_like(self, **kw: Any) -> Tensor: return Tensor.randn(self.shape, **{"device": self.device, "dtype": self.dtype, **kw})
+
+  # ### Elementwise ops
+  # `_broadcasted` turns both operands into tensors of one dtype and one
+  # shape. Python scalars adopt the tensor's dtype (`int32 + 1` stays int32),
+  # except that a float scalar makes an int tensor a float one; two tensors
+  # promote by the lattice of chapter 2. Shapes broadcast as in numpy: align
+  # on the right, a 1 stretches to match.
+  def _to_tensor(self, x: Any, dtype: DType) -> Tensor:
+    return x if isinstance(x, Tensor) else Tensor(_const_uop(x, dtype, self.device))
+  def _broadcasted(self, y: Any, reverse: bool = False) -> tuple[Tensor, Tensor]:
+    x: Tensor = self
+    if isinstance(y, Tensor): dtype = least_upper_dtype(x.dtype, y.dtype)
+    elif isinstance(y, float) and not x.dtype.is_float: dtype = dtypes.default_float
+    elif isinstance(y, int) and not isinstance(y, bool) and x.dtype == dtypes.bool: dtype = dtypes.default_int
+    elif isinstance(y, (bool, int, float)): dtype = x.dtype
+    else: raise TypeError(f"cannot combine a Tensor with {type(y).__name__}")
+    y = self._to_tensor(y, dtype)
+    if y.device != x.device: raise ValueError(f"tensors are on different devices: {x.device} and {y.device}; use .to(device)")
+    if reverse: x, y = y, x
+    x, y = x.cast(dtype), y.cast(dtype)
+    shape = _broadcast_shape(x.shape, y.shape)
+    return x._broadcast_to(shape), y._broadcast_to(shape)
+  def _broadcast_to(self, shape: tuple[int, ...]) -> Tensor:
+    if self.shape == shape: return self
+    padded = (1,) * (len(shape) - self.ndim) + self.shape
+    return self.reshape(padded).expand(shape)
+  def _alu(self, op: Ops, *srcs: Tensor) -> Tensor:
+    out = dtypes.bool if op in GroupOp.Comparison else srcs[-1].dtype if op is Ops.WHERE else self.dtype
+    return Tensor(UOp(op, out, (self.uop, *(s.uop for s in srcs))))
+  def _binop(self, op: Ops, y: Any, reverse: bool = False) -> Tensor:
+    x, y = self._broadcasted(y, reverse)
+    return x._alu(op, y)
+
+  def add(self, y: Any, reverse: bool = False) -> Tensor: return self._binop(Ops.ADD, y, reverse)
+  def mul(self, y: Any, reverse: bool = False) -> Tensor: return self._binop(Ops.MUL, y, reverse)
+  def sub(self, y: Any, reverse: bool = False) -> Tensor:
+    x, y = self._broadcasted(y, reverse)
+    return x._alu(Ops.ADD, y.neg())
+  def div(self, y: Any, reverse: bool = False) -> Tensor:
+    """True division: ints become floats."""
+    x, y = self._broadcasted(y, reverse)
+    if not x.dtype.is_float: x, y = x.cast(dtypes.default_float), y.cast(dtypes.default_float)
+    return x._alu(Ops.MUL, y.reciprocal())
+  def idiv(self, y: Any, reverse: bool = False) -> Tensor:
+    """Floor division, as Python's `//`: C's truncating IDIV, corrected when the signs differ."""
+    x, y = self._broadcasted(y, reverse)
+    if x.dtype.is_float: return (x / y).floor()
+    q = x._alu(Ops.IDIV, y)
+    if x.dtype.is_unsigned: return q
+    return q - ((x._alu(Ops.MOD, y) != 0) & ((x < 0) != (y < 0))).cast(q.dtype)
+  def mod(self, y: Any, reverse: bool = False) -> Tensor:
+    """Python's `%`: the result takes the divisor's sign."""
+    x, y = self._broadcasted(y, reverse)
+    if x.dtype.is_float: return x - y * (x / y).floor()
+    r = x._alu(Ops.MOD, y)
+    if x.dtype.is_unsigned: return r
+    return ((r != 0) & ((r < 0) != (y < 0))).where(r + y, r)
+  def maximum(self, y: Any) -> Tensor: return self._binop(Ops.MAX, y)
+  def minimum(self, y: Any) -> Tensor:
+    x, y = self._broadcasted(y)
+    return x.neg().maximum(y.neg()).neg() if x.dtype.is_float else (x < y).where(x, y)
+  def pow(self, y: Any, reverse: bool = False) -> Tensor:
+    if not reverse and isinstance(y, int) and not isinstance(y, bool) and 0 <= y <= 64:  # exact, by repeated squaring
+      result, base = self.ones_like(), self
+      while y:
+        if y & 1: result = result * base
+        base, y = base * base, y >> 1
+      return result
+    x, y = self._broadcasted(y, reverse)
+    if not x.dtype.is_float: return x.cast(dtypes.default_float).pow(y.cast(dtypes.default_float)).round().cast(x.dtype)
+    magnitude = (y * x.abs().log2()).exp2()
+    is_odd = (y.abs() % 2) == 1
+    negative = (x < 0).where((y.trunc() == y).where(is_odd.where(-magnitude, magnitude), math.nan), magnitude)
+    return (y == 0).where(1.0, negative)
+  def where(self, x: Any, y: Any) -> Tensor:
+    """`cond.where(x, y)`: x where cond is true, else y (broadcast together)."""
+    if isinstance(x, Tensor): x, y = x._broadcasted(y)
+    elif isinstance(y, Tensor): y, x = y._broadcasted(x)
+    else: x, y = self._to_tensor(x, dtypes.from_py(x))._broadcasted(y)
+    cond, x = self.cast(dtypes.bool)._broadcasted(x)
+    cond, y = cond._broadcasted(y)
+    return cond._alu(Ops.WHERE, x.cast(y.dtype), y)
+
+  def neg(self) -> Tensor: return self.logical_not() if self.dtype == dtypes.bool else self._alu(Ops.NEG)
+  def reciprocal(self) -> Tensor: return self._float()._alu(Ops.RECIPROCAL)
+  def sqrt(self) -> Tensor: return self._float()._alu(Ops.SQRT)
+  def rsqrt(self) -> Tensor: return self.sqrt().reciprocal()
+  def exp2(self) -> Tensor: return self._float()._alu(Ops.EXP2)
+  def log2(self) -> Tensor: return self._float()._alu(Ops.LOG2)
+  def sin(self) -> Tensor: return self._float()._alu(Ops.SIN)
+  def exp(self) -> Tensor: return (self._float() * (1 / math.log(2))).exp2()
+  def log(self) -> Tensor: return self.log2() * math.log(2)
+  def cos(self) -> Tensor: return ((math.pi / 2) - self._float()).sin()
+  def tan(self) -> Tensor: return self.sin() / self.cos()
+  def trunc(self) -> Tensor: return self._alu(Ops.TRUNC) if self.dtype.is_float else self
+  def floor(self) -> Tensor:
+    t = self.trunc()
+    return (self < t).where(t - 1, t) if self.dtype.is_float else self
+  def ceil(self) -> Tensor:
+    t = self.trunc()
+    return (self > t).where(t + 1, t) if self.dtype.is_float else self
+  def round(self) -> Tensor:
+    """Round half to even, as numpy and PyTorch do."""
+    if not self.dtype.is_float: return self
+    f = self.floor()
+    diff = self - f
+    even_up = (f.abs() % 2) == 1
+    return (diff > 0.5).where(f + 1, (diff == 0.5).where(even_up.where(f + 1, f), f))
+  def abs(self) -> Tensor: return (self < 0).where(-self, self) if self.dtype != dtypes.bool and not self.dtype.is_unsigned else self
+  def sign(self) -> Tensor: return (self != 0).where((self < 0).where(-1, 1), 0).cast(self.dtype) + self * 0
+  def sigmoid(self) -> Tensor: return (1 + (-self._float()).exp()).reciprocal()
+  def tanh(self) -> Tensor: return 2.0 * (2.0 * self._float()).sigmoid() - 1.0
+  def relu(self) -> Tensor: return (self > 0).where(self, 0)
+  def leaky_relu(self, neg_slope: float = 0.01) -> Tensor: return (self < 0).where(self * neg_slope, self)
+  def gelu(self) -> Tensor: return 0.5 * self * (1 + (math.sqrt(2 / math.pi) * (self + 0.044715 * self * self * self)).tanh())
+  def silu(self) -> Tensor: return self * self.sigmoid()
+  def swish(self) -> Tensor: return self.silu()
+  def clip(self, min_: Any = None, max_: Any = None) -> Tensor:
+    if min_ is None and max_ is None: raise ValueError("clip needs at least one of min_ and max_")
+    out = self if min_ is None else self.maximum(min_)
+    return out if max_ is None else out.minimum(max_)
+  clamp = clip
+  def square(self) -> Tensor: return self * self
+  def _float(self) -> Tensor: return self if self.dtype.is_float else self.cast(dtypes.default_float)
+
+  # comparisons and logic (all return bool tensors)
+  def __lt__(self, y: Any) -> Tensor: return self._binop(Ops.CMPLT, y)
+  def __gt__(self, y: Any) -> Tensor: return self._binop(Ops.CMPLT, y, reverse=True)
+  def __ne__(self, y: Any) -> Tensor: return self._binop(Ops.CMPNE, y)  # type: ignore[override]
+  def __eq__(self, y: Any) -> Tensor: return self._binop(Ops.CMPNE, y).logical_not()  # type: ignore[override]
+  def __le__(self, y: Any) -> Tensor: return (self < y) | (self == y)
+  def __ge__(self, y: Any) -> Tensor: return (self > y) | (self == y)
+  __hash__ = object.__hash__
+  def logical_not(self) -> Tensor: return self.cast(dtypes.bool)._alu(Ops.XOR, Tensor(_const_uop(True, dtypes.bool, self.device, self.shape)))
+  def _bitwise(self, op: Ops, y: Any, reverse: bool = False) -> Tensor:
+    x, y = self._broadcasted(y, reverse)
+    if x.dtype.is_float: raise TypeError(f"bitwise {op.name} needs int or bool tensors, got {x.dtype}")
+    return x._alu(op, y)
+  def bitwise_and(self, y: Any) -> Tensor: return self._bitwise(Ops.AND, y)
+  def bitwise_or(self, y: Any) -> Tensor: return self._bitwise(Ops.OR, y)
+  def bitwise_xor(self, y: Any) -> Tensor: return self._bitwise(Ops.XOR, y)
+  def bitwise_not(self) -> Tensor: return self.logical_not() if self.dtype == dtypes.bool else self._bitwise(Ops.XOR, -1 if not self.dtype.is_unsigned else self.dtype.max)
+  def lshift(self, y: Any) -> Tensor: return self._bitwise(Ops.SHL, y)
+  def rshift(self, y: Any) -> Tensor: return self._bitwise(Ops.SHR, y)
+
+  def cast(self, dtype: DType) -> Tensor:
+    Device.check_dtype(self.device, dtype)
+    return self if self.dtype == dtype else Tensor(UOp(Ops.CAST, dtype, (self.uop,)))
+  def bitcast(self, dtype: DType) -> Tensor:
+    if dtype.itemsize != self.dtype.itemsize: raise ValueError(f"bitcast needs dtypes of one size: {self.dtype} is {self.dtype.itemsize} bytes, {dtype} is {dtype.itemsize}")
+    Device.check_dtype(self.device, dtype)
+    return self if self.dtype == dtype else Tensor(UOp(Ops.BITCAST, dtype, (self.uop,)))
+  def float(self) -> Tensor: return self.cast(dtypes.float32)
+  def half(self) -> Tensor: return self.cast(dtypes.float16)
+  def int(self) -> Tensor: return self.cast(dtypes.int32)
+  def bool(self) -> Tensor: return self.cast(dtypes.bool)
+
+  __add__, __mul__, __sub__, __truediv__, __floordiv__, __mod__, __pow__ = add, mul, sub, div, idiv, mod, pow
+  def __radd__(self, y: Any) -> Tensor: return self.add(y, True)
+  def __rmul__(self, y: Any) -> Tensor: return self.mul(y, True)
+  def __rsub__(self, y: Any) -> Tensor: return self.sub(y, True)
+  def __rtruediv__(self, y: Any) -> Tensor: return self.div(y, True)
+  def __rfloordiv__(self, y: Any) -> Tensor: return self.idiv(y, True)
+  def __rmod__(self, y: Any) -> Tensor: return self.mod(y, True)
+  def __rpow__(self, y: Any) -> Tensor: return self.pow(y, True)
+  def __neg__(self) -> Tensor: return self.neg()
+  def __abs__(self) -> Tensor: return self.abs()
+  def __and__(self, y: Any) -> Tensor: return self.bitwise_and(y)
+  def __or__(self, y: Any) -> Tensor: return self.bitwise_or(y)
+  def __xor__(self, y: Any) -> Tensor: return self.bitwise_xor(y)
+  def __rand__(self, y: Any) -> Tensor: return self._bitwise(Ops.AND, y, True)
+  def __ror__(self, y: Any) -> Tensor: return self._bitwise(Ops.OR, y, True)
+  def __rxor__(self, y: Any) -> Tensor: return self._bitwise(Ops.XOR, y, True)
+  def __invert__(self) -> Tensor: return self.bitwise_not()
+  def __lshift__(self, y: Any) -> Tensor: return self.lshift(y)
+  def __rshift__(self, y: Any) -> Tensor: return self.rshift(y)
+  def __matmul__(self, y: Tensor) -> Tensor: return self.matmul(y)
+  def __rmatmul__(self, y: Tensor) -> Tensor: return Tensor(y).matmul(self) if not isinstance(y, Tensor) else y.matmul(self)
+  def __bool__(self) -> bool: raise TypeError("the truth value of a Tensor is ambiguous; use .item() or .all()/.any()")
+
+  # ### Movement ops
+  # Each checks its arguments against the shape, so a mistake raises here,
+  # naming the shapes, and not later inside a kernel.
+  def reshape(self, *shape: Any) -> Tensor:
+    shape = _shape_arg(shape)
+    if shape.count(-1) > 1: raise ValueError(f"reshape to {shape}: only one dimension can be -1")
+    if -1 in shape:
+      known = prod(s for s in shape if s != -1)
+      if known == 0 or self.numel() % known: raise ValueError(f"cannot reshape {self.shape} ({self.numel()} elements) to {shape}")
+      shape = tuple(self.numel() // known if s == -1 else s for s in shape)
+    if any(s < 0 for s in shape) or prod(shape) != self.numel():
+      raise ValueError(f"cannot reshape {self.shape} ({self.numel()} elements) to {shape} ({prod(shape)} elements)")
+    return self if shape == self.shape else Tensor(_reshape(self.uop, shape))
+  def view(self, *shape: Any) -> Tensor: return self.reshape(*shape)
+  def permute(self, *order: Any) -> Tensor:
+    order = tuple(_axis(i, self.ndim, self.shape) for i in _shape_arg(order))
+    if sorted(order) != list(range(self.ndim)): raise ValueError(f"permute order {order} is not a permutation of the {self.ndim} axes of shape {self.shape}")
+    return self if order == tuple(range(self.ndim)) else Tensor(_movement(self.uop, Ops.PERMUTE, order))
+  def transpose(self, dim0: int = 1, dim1: int = 0) -> Tensor:
+    order = list(range(self.ndim))
+    a, b = _axis(dim0, self.ndim, self.shape), _axis(dim1, self.ndim, self.shape)
+    order[a], order[b] = order[b], order[a]
+    return self.permute(order)
+  @property
+  def T(self) -> Tensor: return self.permute(tuple(range(self.ndim))[::-1])
+  def expand(self, *shape: Any) -> Tensor:
+    shape = _shape_arg(shape)
+    if len(shape) < self.ndim: raise ValueError(f"cannot expand {self.shape} to {shape}: fewer dimensions")
+    padded = (1,) * (len(shape) - self.ndim) + self.shape
+    new = tuple(p if s == -1 else s for p, s in zip(padded, shape))
+    if any(p != s and p != 1 for p, s in zip(padded, new)): raise ValueError(f"cannot expand {self.shape} to {shape}: only size-1 axes can grow")
+    t = self.reshape(padded)
+    return t if new == t.shape else Tensor(_expand(t.uop, new))
+  def pad(self, padding: Sequence[Any], value: float = 0.0) -> Tensor:
+    """`padding` is ((before, after), ...) per axis (None for none), or flat, PyTorch-style, last axis first."""
+    if all(isinstance(p, int) for p in padding):
+      if len(padding) % 2 or len(padding) // 2 > self.ndim: raise ValueError(f"flat padding {tuple(padding)} does not fit shape {self.shape}")
+      pairs = [(0, 0)] * (self.ndim - len(padding) // 2) + [(padding[i], padding[i+1]) for i in range(len(padding) - 2, -1, -2)]
+    else: pairs = [(0, 0) if p is None else tuple(p) for p in padding]
+    if len(pairs) != self.ndim: raise ValueError(f"padding {tuple(padding)} has {len(pairs)} axes, shape {self.shape} has {self.ndim}")
+    # negative padding removes elements: shrink first, then pad what remains
+    t = self.shrink(tuple((-min(b, 0), s + min(a, 0)) for (b, a), s in zip(pairs, self.shape)))
+    pairs = [(max(b, 0), max(a, 0)) for b, a in pairs]
+    if all(p == (0, 0) for p in pairs): return t
+    padded = Tensor(_movement(t.uop, Ops.PAD, tuple(pairs)))
+    if value == 0: return padded
+    inside = Tensor(_movement(Tensor.ones(t.shape, device=t.device, dtype=dtypes.bool).uop, Ops.PAD, tuple(pairs)))
+    return inside.where(padded, value)
+  def shrink(self, arg: Sequence[tuple[int, int] | None]) -> Tensor:
+    if len(arg) != self.ndim: raise ValueError(f"shrink {tuple(arg)} has {len(arg)} axes, shape {self.shape} has {self.ndim}")
+    arg = tuple((0, s) if a is None else tuple(a) for a, s in zip(arg, self.shape))
+    if any(not 0 <= b <= e <= s for (b, e), s in zip(arg, self.shape)): raise ValueError(f"shrink {arg} is out of bounds for shape {self.shape}")
+    return self if all(a == (0, s) for a, s in zip(arg, self.shape)) else Tensor(_movement(self.uop, Ops.SHRINK, arg))
+  def flip(self, axis: int | Sequence[int]) -> Tensor:
+    axes = {_axis(a, self.ndim, self.shape) for a in ((axis,) if isinstance(axis, int) else axis)}
+    return Tensor(_movement(self.uop, Ops.FLIP, tuple(i in axes for i in range(self.ndim)))) if axes else self
+  def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    if self.ndim == 0: return self.reshape(1)
+    a, b = _axis(start_dim, self.ndim, self.shape), _axis(end_dim, self.ndim, self.shape)
+    return self.reshape(self.shape[:a] + (prod(self.shape[a:b+1]),) + self.shape[b+1:])
+  def unflatten(self, dim: int, sizes: Sequence[int]) -> Tensor:
+    d = _axis(dim, self.ndim, self.shape)
+    return self.reshape(self.shape[:d] + tuple(sizes) + self.shape[d+1:])
+  def squeeze(self, dim: int | None = None) -> Tensor:
+    if dim is None: return self.reshape(tuple(s for s in self.shape if s != 1))
+    if self.ndim == 0: return self
+    d = _axis(dim, self.ndim, self.shape)
+    return self if self.shape[d] != 1 else self.reshape(self.shape[:d] + self.shape[d+1:])
+  def unsqueeze(self, dim: int) -> Tensor:
+    d = _axis(dim, self.ndim + 1, self.shape)
+    return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
+  def repeat(self, *repeats: Any) -> Tensor:
+    repeats = _shape_arg(repeats)
+    if len(repeats) < self.ndim: raise ValueError(f"repeat {repeats} needs at least {self.ndim} counts for shape {self.shape}")
+    base = (1,) * (len(repeats) - self.ndim) + self.shape
+    t = self.reshape(flatten((1, s) for s in base)).expand(flatten(zip(repeats, base)))
+    return t.reshape(tuple(r * s for r, s in zip(repeats, base)))
+
+  # ### Indexing
+  # `t[...]` with ints, slices (any step, negative too), None, Ellipsis and
+  # int tensors. Basic indexing is movement: a slice is a shrink, a negative
+  # step a flip, a step of k a reshape that keeps every k-th element. Tensor
+  # indices gather: they compare against `arange` to make a one-hot mask and
+  # sum it against the data, which is how tinygrad gathers too.
+  def __getitem__(self, index: Any) -> Tensor:
+    index = list(index) if isinstance(index, tuple) else [index]
+    if sum(i is Ellipsis for i in index) > 1: raise IndexError("an index can only have a single ellipsis")
+    used = sum(1 for i in index if i is not None and i is not Ellipsis)
+    if used > self.ndim: raise IndexError(f"too many indices for tensor of shape {self.shape}: {used} given")
+    if Ellipsis in [i for i in index if not isinstance(i, Tensor)]:
+      at = next(n for n, i in enumerate(index) if i is Ellipsis)
+      index[at:at+1] = [slice(None)] * (self.ndim - used)
+    index += [slice(None)] * (self.ndim - used)
+    t, out_index, dim = self, [], 0
+    for i in index:
+      if i is None:
+        t = t.unsqueeze(dim)
+        out_index.append(slice(None)); dim += 1
+      elif isinstance(i, bool) or not isinstance(i, (int, slice, Tensor, list)):
+        raise IndexError(f"cannot index with {type(i).__name__}")
+      elif isinstance(i, int):
+        n = t.shape[dim]
+        if not -n <= i < n: raise IndexError(f"index {i} is out of bounds for axis {dim} with size {n}")
+        t = t._slice_axis(dim, slice(i % n, i % n + 1)).squeeze(dim)
+      elif isinstance(i, slice):
+        t = t._slice_axis(dim, i)
+        out_index.append(slice(None)); dim += 1
+      else:
+        out_index.append(i if isinstance(i, Tensor) else Tensor(i, device=self.device)); dim += 1
+    tensor_axes = [d for d, i in enumerate(out_index) if isinstance(i, Tensor)]
+    return t._gather_axes(tensor_axes, [out_index[d] for d in tensor_axes]) if tensor_axes else t
+  def _slice_axis(self, dim: int, s: slice) -> Tensor:
+    start, stop, step = s.indices(self.shape[dim])
+    if step < 0:
+      t = self.flip(dim)
+      n = self.shape[dim]
+      start, stop, step = n - 1 - start, n - 1 - stop, -step
+    else: t = self
+    length = max(0, -(-(stop - start) // step))
+    bounds = [None] * t.ndim
+    bounds[dim] = (start, min(start + length * step, t.shape[dim])) if length else (start, start)
+    t = t.shrink(bounds)
+    if step == 1 or length == 0: return t
+    # keep every step-th element: pad to length*step, view as (length, step), take column 0
+    t = t.pad([None] * dim + [(0, length * step - t.shape[dim])] + [None] * (t.ndim - dim - 1))
+    t = t.reshape(t.shape[:dim] + (length, step) + t.shape[dim+1:])
+    return t.shrink([None] * (dim + 1) + [(0, 1)] + [None] * (t.ndim - dim - 2)).reshape(t.shape[:dim] + (length,) + t.shape[dim+2:])
+  def _gather_axes(self, axes: list[int], indices: list[Tensor]) -> Tensor:
+    for d, idx in zip(axes, indices):
+      if idx.dtype.is_float or idx.dtype == dtypes.bool: raise IndexError(f"tensor indices must be integers, got {idx.dtype}")
+    # one flat index over the indexed axes, negative indices wrapped as numpy does
+    bshape = functools.reduce(_broadcast_shape, [i.shape for i in indices])
+    flat = Tensor.zeros(bshape, device=self.device, dtype=dtypes.int32)
+    for d, idx in zip(axes, indices):
+      idx = idx.cast(dtypes.int32)
+      flat = flat * self.shape[d] + (idx < 0).where(idx + self.shape[d], idx)._broadcast_to(bshape)
+    rest = [d for d in range(self.ndim) if d not in axes]
+    n = prod(self.shape[d] for d in axes)
+    data = self.permute(axes + rest).reshape((n,) + tuple(self.shape[d] for d in rest))
+    onehot = flat.reshape(bshape + (1,)) == Tensor.arange(n, device=self.device)
+    picked = (onehot.reshape(onehot.shape + (1,) * len(rest)).where(data.reshape((1,) * len(bshape) + data.shape), 0)).sum(len(bshape))
+    # numpy puts the gathered axes where the indexed axes were if they are adjacent, else first
+    if axes == list(range(axes[0], axes[0] + len(axes))) and axes[0] > 0:
+      k, b = axes[0], len(bshape)
+      picked = picked.permute(list(range(b, b + k)) + list(range(b)) + list(range(b + k, picked.ndim)))
+    return picked.cast(self.dtype)
+
+  def cat(self, *others: Tensor, dim: int = 0) -> Tensor:
+    """Concatenate along dim: pad each tensor to the full length and add them up."""
+    first, tensors = self, (self,) + others
+    d = _axis(dim, first.ndim, first.shape)
+    for t in tensors[1:]:
+      if t.ndim != first.ndim or any(a != b for i, (a, b) in enumerate(zip(t.shape, first.shape)) if i != d):
+        raise ValueError(f"cat: shapes {first.shape} and {t.shape} differ outside axis {d}")
+    dtype = least_upper_dtype(*(t.dtype for t in tensors))
+    total, out, offset = sum(t.shape[d] for t in tensors), None, 0
+    for t in tensors:
+      pad = [None] * first.ndim
+      pad[d] = (offset, total - offset - t.shape[d])
+      piece = t.cast(dtype).pad(pad)
+      out = piece if out is None else out + piece
+      offset += t.shape[d]
+    return out
+  def stack(self, *others: Tensor, dim: int = 0) -> Tensor:
+    tensors = (self,) + others
+    if not all_same([t.shape for t in tensors]): raise ValueError(f"stack needs tensors of one shape, got {[t.shape for t in tensors]}")
+    d = _axis(dim, self.ndim + 1, self.shape)
+    return Tensor.cat(*(t.unsqueeze(d) for t in tensors), dim=d)
+  def split(self, sizes: int | Sequence[int], dim: int = 0) -> tuple[Tensor, ...]:
+    d = _axis(dim, self.ndim, self.shape)
+    n = self.shape[d]
+    sizes = [min(sizes, n - i) for i in range(0, n, sizes)] if isinstance(sizes, int) else list(sizes)
+    if sum(sizes) != n: raise ValueError(f"split sizes {sizes} do not add up to {n}, the size of axis {d}")
+    offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+    return tuple(self._slice_axis(d, slice(o, o + s)) for o, s in zip(offsets, sizes))
+  def chunk(self, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
+    d = _axis(dim, self.ndim, self.shape)
+    return self.split(max(1, math.ceil(self.shape[d] / chunks)), d)
+
+  # ### Reductions
+  # One op, `REDUCE_AXIS`, with ADD, MUL or MAX, reduces the chosen axes to
+  # size 1; `keepdim=False` reshapes them away afterwards. Sums accumulate
+  # in a wide enough type: ints and bools in at least int32 (uint32 for
+  # unsigned), halves in float32, then cast back, as tinygrad does.
+  def _reduce(self, op: Ops, axis: int | Sequence[int] | None, keepdim: bool) -> Tensor:
+    axes = tuple(range(self.ndim)) if axis is None else (axis,) if isinstance(axis, int) else tuple(axis)
+    axes = tuple(sorted({_axis(a, self.ndim, self.shape) for a in axes}))
+    out = Tensor(UOp(Ops.REDUCE_AXIS, self.dtype, (self.uop,), (op, axes))) if axes else self
+    return out if keepdim else out.reshape(tuple(s for i, s in enumerate(self.shape) if i not in axes))
+  def _acc_dtype(self) -> DType:
+    if self.dtype.is_unsigned: return least_upper_dtype(self.dtype, dtypes.uint32)
+    if not self.dtype.is_float: return least_upper_dtype(self.dtype, dtypes.int32)
+    return least_upper_dtype(self.dtype, dtypes.float32)
+  def sum(self, axis: int | Sequence[int] | None = None, keepdim: bool = False, dtype: DType | None = None) -> Tensor:
+    acc = dtype or self._acc_dtype()
+    out = self.cast(acc)._reduce(Ops.ADD, axis, keepdim)
+    return out.cast(self.dtype) if dtype is None and self.dtype.is_float else out
+  def prod(self, axis: int | Sequence[int] | None = None, keepdim: bool = False, dtype: DType | None = None) -> Tensor:
+    acc = dtype or self._acc_dtype()
+    out = self.cast(acc)._reduce(Ops.MUL, axis, keepdim)
+    return out.cast(self.dtype) if dtype is None and self.dtype.is_float else out
+  def max(self, axis: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor: return self._reduce(Ops.MAX, axis, keepdim)
+  def min(self, axis: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
+    # the minimum is the maximum of an order-reversing map: negation for floats, bitwise not for ints
+    if self.dtype.is_float: return self.neg().max(axis, keepdim).neg()
+    return self.bitwise_not().max(axis, keepdim).bitwise_not()
+  def mean(self, axis: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
+    out = self._float().sum(axis, keepdim)
+    n = prod(self.shape) // max(1, prod(out.shape)) if out.numel() else prod(self.shape)
+    return out / n if n else out * math.nan
+  def var(self, axis: int | Sequence[int] | None = None, keepdim: bool = False, correction: int = 1) -> Tensor:
+    squares = (self._float() - self._float().mean(axis, keepdim=True)).square()
+    n = prod(self.shape) // max(1, prod(squares.sum(axis, keepdim).shape))
+    return squares.sum(axis, keepdim) / max(0, n - correction)
+  def std(self, axis: int | Sequence[int] | None = None, keepdim: bool = False, correction: int = 1) -> Tensor:
+    return self.var(axis, keepdim, correction).sqrt()
+  def all(self, axis: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
+    return self.logical_not().any(axis, keepdim).logical_not()
+  def any(self, axis: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor: return self.bool().max(axis, keepdim)
+  def argmax(self, axis: int | None = None, keepdim: bool = False) -> Tensor:
+    """The index of the first maximum: count down from n at each maximum, take the largest count."""
+    if axis is None: return self.flatten().argmax(0)
+    d = _axis(axis, self.ndim, self.shape)
+    n = self.shape[d]
+    if n == 0: raise ValueError(f"argmax of an empty axis {d} (shape {self.shape})")
+    countdown = Tensor.arange(n, 0, -1, device=self.device).reshape((n,) + (1,) * (self.ndim - d - 1))
+    return (n - (self == self.max(d, keepdim=True)).where(countdown, 0).max(d, keepdim)).cast(dtypes.int32)
+  def argmin(self, axis: int | None = None, keepdim: bool = False) -> Tensor:
+    return (self.neg() if self.dtype.is_float else self.bitwise_not()).argmax(axis, keepdim)
+  def softmax(self, axis: int = -1) -> Tensor:
+    e = (self - self.max(axis, keepdim=True)).exp()
+    return e / e.sum(axis, keepdim=True)
+  def log_softmax(self, axis: int = -1) -> Tensor:
+    shifted = self - self.max(axis, keepdim=True)
+    return shifted - shifted.exp().sum(axis, keepdim=True).log()
+  def logsumexp(self, axis: int | None = None, keepdim: bool = False) -> Tensor:
+    m = self.max(axis, keepdim=True)
+    out = (self - m).exp().sum(axis, keepdim=True).log() + m
+    return out if keepdim else out.reshape(self.max(axis).shape)
+  def cumsum(self, axis: int = 0) -> Tensor:
+    """Running sum: each output element sums the inputs at or before it (a triangular mask, then a sum)."""
+    d = _axis(axis, self.ndim, self.shape)
+    x = self.transpose(d, -1) if self.ndim else self.reshape(1)
+    n = x.shape[-1]
+    mask = Tensor.arange(n, device=self.device).reshape(1, n) <= Tensor.arange(n, device=self.device).reshape(n, 1)
+    out = mask.where(x.unsqueeze(-2), 0).sum(-1, dtype=self._acc_dtype() if not self.dtype.is_float else None)
+    return out.transpose(d, -1) if self.ndim else out.reshape(())
+
+  # ### Matrix multiplication
+  # There is no matmul op. `x @ w` lines up x's rows and w's columns by
+  # broadcasting, multiplies elementwise, and sums the shared axis:
+  # `(n, 1, k) * (1, m, k)` summed over k is `(n, m)`. Scheduling fuses the
+  # multiply into the sum, so this is one kernel with a loop over k.
+  def matmul(self, w: Tensor) -> Tensor:
+    if self.ndim == 0 or w.ndim == 0: raise ValueError(f"matmul needs tensors of at least one dimension, got shapes {self.shape} and {w.shape}")
+    k = self.shape[-1]
+    if (wk := w.shape[-2] if w.ndim > 1 else w.shape[0]) != k:
+      raise ValueError(f"cannot matmul shapes {self.shape} and {w.shape}: inner sizes {k} and {wk} differ")
+    x = self.reshape(self.shape[:-1] + (1, k))
+    wt = w.reshape(k, 1).transpose(-1, -2) if w.ndim == 1 else w.transpose(-1, -2)
+    out = (x * wt.reshape(wt.shape[:-2] + (1,) + wt.shape[-2:])).sum(-1, dtype=least_upper_dtype(self._acc_dtype(), w._acc_dtype()))
+    out = out.cast(least_upper_dtype(self.dtype, w.dtype))
+    if self.ndim == 1: out = out.squeeze(-2)
+    return out.squeeze(-1) if w.ndim == 1 else out
+  def dot(self, w: Tensor) -> Tensor: return self.matmul(w)
+
+  # ### Devices, storage, assignment
+  def to(self, device: str) -> Tensor:
+    device = Device.canonicalize(device)
+    Device.check_dtype(device, self.dtype)
+    return self if device == self.device else Tensor(UOp(Ops.COPY, self.dtype, (self.uop,), device))
+  def contiguous(self) -> Tensor: return self if _is_stored(self.uop) else Tensor(UOp(Ops.CONTIGUOUS, self.dtype, (self.uop,)))
+  def detach(self) -> Tensor: return Tensor(UOp(Ops.DETACH, self.dtype, (self.uop,)))
+  def clone(self) -> Tensor: return Tensor(UOp(Ops.CONTIGUOUS, self.dtype, (self.uop,)))
+  def assign(self, x: Any) -> Tensor:
+    """Write x's values into this tensor's buffer (realizing it first if it has none)."""
+    x = x if isinstance(x, Tensor) else self.full_like(x)
+    if x.shape != self.shape: raise ValueError(f"assign: shape {x.shape} does not match {self.shape}")
+    if x.device != self.device: raise ValueError(f"assign: device {x.device} does not match {self.device}")
+    if not _is_stored(self.uop): self.realize()
+    self.uop = UOp(Ops.ASSIGN, self.dtype, (self.uop, x.cast(self.dtype).uop))
+    return self
+
+def _broadcast_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+  n = max(len(a), len(b))
+  pa, pb = (1,) * (n - len(a)) + a, (1,) * (n - len(b)) + b
+  if any(x != y and x != 1 and y != 1 for x, y in zip(pa, pb)): raise ValueError(f"cannot broadcast shapes {a} and {b}")
+  return tuple(y if x == 1 else x for x, y in zip(pa, pb))
+
+# # 8. Scheduling
+#
+# `realize()` hands the scheduler a graph of tensor UOps. Its job is to cut
+# the graph into kernels. A kernel computes one output tensor, element by
+# element, and stores it to memory; everything it needs that is not stored
+# yet, it computes inline. So a chain of elementwise ops is one kernel, and
+# `((a*b)+c).sum()` is one kernel too: the multiply and add happen inside the
+# summing loop, never touching memory.
+#
+# A value is stored, so starts a new kernel, only where it must be:
+#
+# - the tensors being realized, and `contiguous()`;
+# - `assign`, which writes into an existing buffer, and `to(device)`, which
+#   copies between devices and needs its source in memory;
+# - a reduce whose result is *expanded*, read many times at different
+#   indices. `x - x.max(axis, keepdim=True)` reads each maximum once per
+#   element of its row; computing it inline would repeat the whole reduction
+#   for every element. Storing it costs one small kernel. (Softmax is thus
+#   three kernels: the max, the sum of exponentials, the division.)
+#
+# Everything else is recomputed where it is used, which for elementwise work
+# is cheaper than a round trip through memory.
+#
+# The scheduler runs three named passes over the graph: swap already
+# computed tensors for their buffers, mark the realize points above, and turn
+# each realize point into a kernel (or a copy), replacing it in the graph by
+# a view of its output buffer. Each kernel is described by an *AST*: a SINK
+# holding `STORE(PARAM 0, value)`, where the buffers it reads are numbered
+# `PARAM`s instead of concrete buffers. Two kernels that do the same thing to
+# different buffers have the same AST, which is what makes the compiled
+# program reusable from one training step to the next.
+
+def _is_stored(u: UOp) -> bool:
+  """Is this tensor UOp a plain view of a buffer, its values already in memory in order?"""
+  return u.op is Ops.BUFFER or (u.op is Ops.RESHAPE and u.src[0].op is Ops.BUFFER)
+
+# Realized tensors are remembered: any graph that still holds the UOp that was
+# computed gets the stored result instead. The keys are weak, so the memory
+# lives exactly as long as some graph could ask for it.
+realized: weakref.WeakKeyDictionary[UOp, UOp] = weakref.WeakKeyDictionary()
+
+@dataclass(frozen=True)
+class ScheduleItem:
+  ast: UOp                # SINK(STORE(PARAM 0, value)) for a kernel; COPY for a copy
+  bufs: tuple[UOp, ...]   # the BUFFER UOps, in PARAM order (the output first)
+
+def _buffer_to_param(ctx: list[UOp], b: UOp) -> UOp:
+  if b not in ctx: ctx.append(b)
+  return UOp(Ops.PARAM, b.dtype, (), (ctx.index(b), b.arg[1]))
+pm_params = PatternMatcher([(UPat(Ops.BUFFER, name="b"), _buffer_to_param)])
+
+def schedule_kernel(items: list[ScheduleItem], value: UOp, out: UOp | None = None) -> UOp:
+  """Add a kernel that stores `value` (into `out`, or a new buffer) and return a view of the stored result."""
+  out = out if out is not None else _new_buffer(value.device, prod(value.shape), value.dtype)
+  bufs = [out]
+  body = graph_rewrite(value, pm_params, ctx=bufs, name="buffers to params")
+  items.append(ScheduleItem(UOp.sink(UOp(Ops.STORE, dtypes.void, (UOp(Ops.PARAM, out.dtype, (), (0, out.arg[1])), body))), tuple(bufs)))
+  return _reshape(out, value.shape)
+
+def schedule_copy(items: list[ScheduleItem], x: UOp) -> UOp:
+  src = x.src[0] if _is_stored(x.src[0]) else schedule_kernel(items, x.src[0])
+  out = _new_buffer(x.arg, prod(x.shape), x.dtype)
+  items.append(ScheduleItem(UOp(Ops.COPY, x.dtype, (), x.arg), (out, src if src.op is Ops.BUFFER else src.src[0])))
+  return _reshape(out, x.shape)
+
+def schedule_assign(items: list[ScheduleItem], target: UOp, value: UOp) -> UOp:
+  if not _is_stored(target): raise ValueError("assign needs a target stored in a buffer")
+  return schedule_kernel(items, value, target if target.op is Ops.BUFFER else target.src[0])
+
+def _holds_reduce(x: UOp) -> bool:
+  """Does computing x inline mean running a reduction? (Stop at stored values.)"""
+  return any(u.op is Ops.REDUCE_AXIS for u in x.toposort(lambda u: u.op not in (Ops.CONTIGUOUS, Ops.BUFFER)))
+
+pm_reuse_realized = PatternMatcher([(UPat(name="x"), lambda x: realized.get(x))])
+
+pm_realize_points = PatternMatcher([
+  (UPat(Ops.SINK, name="s"), lambda s: UOp.sink(*(x if _is_stored(x) else UOp(Ops.CONTIGUOUS, x.dtype, (x,)) for x in s.src))
+   if not all(_is_stored(x) or x.op is Ops.CONTIGUOUS for x in s.src) else None),
+  (UPat(Ops.EXPAND, src=(UPat(name="x"),), name="e"), lambda e, x: e.replace(src=(UOp(Ops.CONTIGUOUS, x.dtype, (x,)),))
+   if x.op is not Ops.CONTIGUOUS and _holds_reduce(x) else None),
+])
+
+pm_kernelize = PatternMatcher([
+  (UPat(Ops.CONTIGUOUS, src=(UPat(name="x"),)), lambda ctx, x: x if _is_stored(x) else schedule_kernel(ctx, x)),
+  (UPat(Ops.COPY, name="x"), schedule_copy),
+  (UPat(Ops.ASSIGN, src=(UPat(name="target"), UPat(name="value"))), schedule_assign),
+  (UPat(Ops.DETACH, src=(UPat(name="x"),)), lambda x: x),
+])
+
+def create_schedule(outs: list[UOp]) -> tuple[list[ScheduleItem], tuple[UOp, ...]]:
+  """The kernels (and copies) that compute `outs`, in an order that respects their dependencies."""
+  sink = graph_rewrite(UOp.sink(*outs), pm_reuse_realized, name="reuse realized", pre_order=True)
+  sink = graph_rewrite(sink, pm_realize_points, name="realize points")
+  items: list[ScheduleItem] = []
+  sink = graph_rewrite(sink, pm_kernelize, ctx=items, name="kernelize")
+  return items, sink.src
+
+def realize_tensors(tensors: list[Tensor]) -> None:
+  start = time.perf_counter()
+  outs = [t.uop for t in tensors]
+  items, results = create_schedule(outs)
+  run_schedule(items)
+  for t, old, new in zip(tensors, outs, results):
+    t.uop = new
+    if old is not new: realized[old] = new
+  if DEBUG >= 1 and items:
+    print(f"realize: {len(items)} kernels in {(time.perf_counter() - start)*1e3:.2f} ms")
+
+# # 9. Lowering
+#
+# A kernel's AST says *what* to store: `STORE(PARAM 0, value)` where `value` is
+# a tensor graph. Lowering says *how*, as loops. For an output of shape
+# (4, 5) we open two loops, `RANGE` UOps r0 in [0, 4) and r1 in [0, 5), and
+# ask for the value *at* index (r0, r1). The `AT` op carries that question:
+# `AT(x, i0, i1, ..., valid)` is "the element of tensor x at these indices,
+# where `valid` says whether the element exists at all" (it is False in the
+# padding added by `PAD`).
+#
+# The rules of `pm_lower` push `AT` down the tensor graph until it reaches
+# memory. Each movement op just changes the index, which is why tiny needs no
+# stride objects or view trackers:
+#
+# - `RESHAPE`: flatten the index with the new shape's strides, unflatten it
+#   with the old shape's: `i_old = (flat // stride) % size`;
+# - `PERMUTE`: reorder the indices; `FLIP`: `size-1-i`; `SHRINK`: `i + start`;
+# - `EXPAND`: a broadcast axis reads index 0;
+# - `PAD`: shift by the padding and guard: outside the original extent the
+#   value is 0, and the loads below must not happen, so the guard joins
+#   `valid`;
+# - elementwise ops ask each source at the same index;
+# - `REDUCE_AXIS` opens a new loop, a `RANGE` of kind REDUCE, for each reduced
+#   axis, and becomes a `REDUCE` over those ranges;
+# - a `PARAM` is memory: `AT(PARAM, i, valid)` becomes
+#   `LOAD(INDEX(PARAM, i, valid))`, a load guarded by `valid`.
+#
+# The symbolic rules of chapter 5 run in the same pass, so the `//` and `%`
+# that reshapes produce melt away as they are built. A second pass turns each
+# `REDUCE` into an accumulator: `DEFINE_ACC` holds the running value (starting
+# at the identity: 0 for ADD, 1 for MUL, the lowest value for MAX), and
+# `ASSIGN(acc, acc + x)` updates it inside the loop.
+
+def _strides(shape: tuple[int, ...]) -> list[int]:
+  return [prod(shape[i+1:]) for i in range(len(shape))]
+
+def _index_uop(i: int | UOp) -> UOp: return i if isinstance(i, UOp) else UOp.const(dtypes.int32, i)
+
+def _flat_index(idx: Sequence[UOp], shape: tuple[int, ...]) -> UOp:
+  return functools.reduce(lambda acc, p: acc + p[0] * p[1], zip(idx, _strides(shape)), UOp.const(dtypes.int32, 0))
+
+class LowerContext:
+  """Hands out loop numbers, so each RANGE in a kernel is distinct and the numbering is deterministic."""
+  def __init__(self) -> None: self.next_range = 0
+  def new_range(self, size: int, kind: str) -> UOp:
+    if size == 1: return UOp.const(dtypes.int32, 0)
+    self.next_range += 1
+    return UOp(Ops.RANGE, dtypes.int32, (UOp.const(dtypes.int32, size),), (self.next_range - 1, kind))
+
+def _at(x: UOp, idx: Sequence[UOp], valid: UOp) -> UOp: return UOp(Ops.AT, x.dtype, (x, *idx, valid))
+
+def lower_reshape(at: UOp, x: UOp) -> UOp:
+  src, idx, valid = x.src[0], at.src[1:-1], at.src[-1]
+  flat = _flat_index(idx, x.shape)
+  return _at(src, [(flat // st) % s if s != 1 else _index_uop(0) for s, st in zip(src.shape, _strides(src.shape))], valid)
+
+def lower_permute(at: UOp, x: UOp) -> UOp:
+  idx = [None] * len(x.arg)
+  for i, axis in enumerate(x.arg): idx[axis] = at.src[1 + i]
+  return _at(x.src[0], idx, at.src[-1])
+
+def lower_expand(at: UOp, x: UOp) -> UOp:
+  return _at(x.src[0], [_index_uop(0) if s == 1 else i for s, i in zip(x.src[0].shape, at.src[1:-1])], at.src[-1])
+
+def lower_pad(at: UOp, x: UOp) -> UOp:
+  idx, inside = list(at.src[1:-1]), UOp.const(dtypes.bool, True)
+  for d, ((before, _), size) in enumerate(zip(x.arg, x.src[0].shape)):
+    if x.arg[d] == (0, 0): continue
+    inside = inside & (_index_uop(before - 1) < idx[d]) & (idx[d] < before + size)
+    idx[d] = idx[d] - before
+  return inside.where(_at(x.src[0], idx, at.src[-1] & inside), UOp.const(x.dtype, 0))
+
+def lower_shrink(at: UOp, x: UOp) -> UOp: return _at(x.src[0], [i + b for i, (b, _) in zip(at.src[1:-1], x.arg)], at.src[-1])
+
+def lower_flip(at: UOp, x: UOp) -> UOp:
+  return _at(x.src[0], [(s - 1) - i if f else i for i, f, s in zip(at.src[1:-1], x.arg, x.shape)], at.src[-1])
+
+def lower_reduce(ctx: LowerContext, at: UOp, x: UOp) -> UOp:
+  op, axes = x.arg
+  idx = list(at.src[1:-1])
+  for a in axes: idx[a] = ctx.new_range(x.src[0].shape[a], "REDUCE")
+  ranges = tuple(idx[a] for a in axes if idx[a].op is Ops.RANGE)
+  inner = _at(x.src[0], idx, at.src[-1])
+  return UOp(Ops.REDUCE, x.dtype, (inner, *ranges), op) if ranges else inner
+
+def lower_elementwise(at: UOp, x: UOp) -> UOp:
+  return UOp(x.op, x.dtype, tuple(_at(s, at.src[1:-1], at.src[-1]) for s in x.src), x.arg)
+
+def _at_of(op: Ops | set[Ops], **kw: Any) -> UPat: return UPat(Ops.AT, src=(UPat(op, name="x", **kw),), allow_any_len=True, name="at")
+
+pm_lower = PatternMatcher([
+  (_at_of(Ops.RESHAPE), lower_reshape), (_at_of(Ops.PERMUTE), lower_permute), (_at_of(Ops.EXPAND), lower_expand),
+  (_at_of(Ops.PAD), lower_pad), (_at_of(Ops.SHRINK), lower_shrink), (_at_of(Ops.FLIP), lower_flip),
+  (_at_of(Ops.REDUCE_AXIS), lower_reduce), (_at_of(GroupOp.Elementwise), lower_elementwise),
+  (_at_of(Ops.CONST), lambda at, x: UOp.const(x.dtype, x.arg)),
+  (_at_of(Ops.ARANGE), lambda at, x: at.src[1].cast(x.dtype)),
+  (_at_of(Ops.DEFINE_VAR), lambda at, x: x),
+  (_at_of(Ops.PARAM), lambda at, x: UOp(Ops.LOAD, x.dtype, (UOp(Ops.INDEX, x.dtype, (x, at.src[1], at.src[2])),))),
+])
+
+def _identity(op: Ops, dtype: DType) -> Any: return {Ops.ADD: 0, Ops.MUL: 1, Ops.MAX: dtype.min}[op]
+
+def reduce_to_accumulator(r: UOp) -> UOp:
+  value, ranges = r.src[0], r.src[1:]
+  acc = UOp(Ops.DEFINE_ACC, r.dtype, (UOp.const(r.dtype, _identity(r.arg, r.dtype)), *ranges))
+  return UOp(Ops.ASSIGN, r.dtype, (acc, UOp(r.arg, r.dtype, (acc, value))))
+
+pm_accumulators = PatternMatcher([(UPat(Ops.REDUCE, name="r"), reduce_to_accumulator)])
+
+def lower(ast: UOp) -> UOp:
+  """A kernel AST (SINK of STORE(PARAM, tensor graph)) as loops over loads, arithmetic and stores."""
+  out, value = ast.src[0].src
+  ctx = LowerContext()
+  ranges = [ctx.new_range(s, "LOOP") for s in value.shape]
+  true = UOp.const(dtypes.bool, True)
+  store = UOp(Ops.STORE, dtypes.void, (UOp(Ops.INDEX, out.dtype, (out, _flat_index(ranges, value.shape), true)), _at(value, ranges, true)))
+  kernel = graph_rewrite(UOp.sink(store), pm_lower + symbolic, ctx=ctx, name="lower")
+  return graph_rewrite(kernel, pm_accumulators, name="reduces to accumulators")
+
+# # 11. Linearizing and rendering
+#
+# A lowered kernel is still a graph. To print it as a program we need an
+# order: every UOp after its sources, and every UOp inside the loops it
+# depends on, and no deeper. `linearize` finds that order.
+#
+# First, which loops does each UOp live in? A `RANGE` lives in its own loop;
+# any other UOp lives in the union of its sources' loops, except that an
+# accumulator's final value (the `ASSIGN`) is read *after* its loops close.
+# Loops nest: a reduce loop sits inside the loops its body depends on. So
+# each loop has a path of enclosing loops, and each UOp belongs to the path
+# of its innermost loop. UOps that depend on no loop at all (constants,
+# loop-invariant arithmetic) land outside every loop: hoisting for free.
+#
+# Then emit, level by level: at each level the items are the UOps that belong
+# exactly here plus the child loops, each child loop standing for its whole
+# body. A topological sort of the items, ties broken by the graph's own
+# order, gives the sequence; a child loop is emitted as its `RANGE`, its body
+# (recursively), and an `END`.
+
+def linearize(sink: UOp) -> list[UOp]:
+  nodes = list(sink.toposort())
+  position = {u: i for i, u in enumerate(nodes)}
+  loops: dict[UOp, frozenset[UOp]] = {}
+  for u in nodes:
+    if u.op is Ops.RANGE: loops[u] = frozenset([u])
+    elif u.op is Ops.DEFINE_ACC: loops[u] = frozenset(u.src[1:])  # whatever touches the accumulator runs in its loops
+    else:
+      inherited = (loops[s] - (frozenset(s.src[0].src[1:]) if s.op is Ops.ASSIGN else frozenset()) for s in u.src)
+      loops[u] = frozenset().union(*inherited)
+  path: dict[UOp, tuple[UOp, ...]] = {}
+  for u in nodes:  # an accumulator or a store fixes the nesting of the loops it closes
+    if u.op in (Ops.ASSIGN, Ops.STORE):
+      chain = sorted(loops[u], key=lambda r: r.arg[0])
+      for i, r in enumerate(chain): path.setdefault(r, tuple(chain[:i+1]))
+  def scope(u: UOp) -> tuple[UOp, ...]:
+    if u.op is Ops.RANGE: return path[u][:-1]
+    if u.op is Ops.DEFINE_ACC: return path[min(u.src[1:], key=lambda r: r.arg[0])][:-1]
+    return path[max(loops[u], key=lambda r: r.arg[0])] if loops[u] else ()
+  scopes = {u: scope(u) for u in nodes if u.op is not Ops.SINK}
+  program: list[UOp] = []
+  def emit(level: tuple[UOp, ...], members: list[UOp]) -> None:
+    depth = len(level)
+    item = {u: scopes[u][depth] if len(scopes[u]) > depth else u for u in members}
+    users: dict[UOp, list[UOp]] = {i: [] for i in item.values()}
+    waiting = {i: 0 for i in users}
+    for u in members:
+      for s in dict.fromkeys(u.src[:1] if u.op is Ops.DEFINE_ACC else u.src):  # an accumulator only names its loops
+        if s in item and item[s] is not item[u]:
+          users[item[s]].append(item[u])
+          waiting[item[u]] += 1
+    ready = [(position[i], i) for i, n in waiting.items() if n == 0]
+    heapq.heapify(ready)
+    while ready:
+      _, i = heapq.heappop(ready)
+      if i.op is Ops.RANGE:
+        program.append(i)
+        emit(level + (i,), [u for u in members if item[u] is i and u is not i])
+        program.append(UOp(Ops.END, dtypes.void, (i,)))
+      else: program.append(i)
+      for user in users[i]:
+        waiting[user] -= 1
+        if waiting[user] == 0: heapq.heappush(ready, (position[user], user))
+  emit((), list(scopes))
+  return program
+
+# ## Rendering
+#
+# A `Renderer` turns the linear program into source text for one device.
+# The C-style renderer below is the base that real backends specialize: it
+# knows C's syntax for loops, loads and stores, and asks its subclass only
+# for what differs (type names, how to spell each math function, what a
+# kernel's signature looks like).
+#
+# Rendering is a rewrite too: `string_rewrite` is a PatternMatcher whose rules
+# return *strings*, one rule per kind of UOp, with the renderer as `ctx` (it
+# knows each UOp's variable name). Values used once are inlined into their
+# user, so `(a*b)+c` prints as one expression; values used more than once,
+# loads, and accumulators get variables.
+
+class Renderer:
+  device: str = ""
+  supported_dtypes: tuple[DType, ...] = tuple(dtypes.all())
+  def render(self, name: str, program: list[UOp]) -> str: raise NotImplementedError
+
+def _c_alu(ctx: CStyleRenderer, x: UOp) -> str:
+  args = [ctx[s] for s in x.src]
+  code = ctx.code_for_op[x.op](*args, x.src[-1].dtype)
+  return f"(({ctx.types[x.dtype]}){code})" if x.dtype in ctx.narrow_types else code
+
+string_rewrite = PatternMatcher([
+  (UPat(Ops.CONST, name="x"), lambda ctx, x: ctx.render_const(x.arg, x.dtype)),
+  (UPat(Ops.RANGE, name="x"), lambda ctx, x: f"for (int {ctx[x]} = 0; {ctx[x]} < {ctx[x.src[0]]}; {ctx[x]}++) {{"),
+  (UPat(Ops.END), lambda ctx: "}"),
+  (UPat(Ops.DEFINE_ACC, name="x"), lambda ctx, x: f"{ctx.types[x.dtype]} {ctx[x]} = {ctx[x.src[0]]};"),
+  (UPat(Ops.ASSIGN, name="x"), lambda ctx, x: f"{ctx[x.src[0]]} = {ctx[x.src[1]]};"),
+  (UPat(Ops.INDEX, name="x"), lambda ctx, x: f"{ctx[x.src[0]]}[{ctx[x.src[1]]}]"),
+  (UPat(Ops.LOAD, src=(UPat(Ops.INDEX, src=(UPat(), UPat(), UPat.const(dtypes.bool, True))),), name="x"), lambda ctx, x: ctx[x.src[0]]),
+  (UPat(Ops.LOAD, name="x"), lambda ctx, x: f"({ctx[x.src[0].src[2]]} ? {ctx[x.src[0]]} : {ctx.render_const(0, x.dtype)})"),
+  (UPat(Ops.STORE, name="x"), lambda ctx, x: f"{ctx[x.src[0]]} = {ctx[x.src[1]]};"),
+  (UPat(Ops.CAST, name="x"), lambda ctx, x: f"(({ctx.types[x.dtype]})({ctx[x.src[0]]}))"),
+  (UPat(Ops.BITCAST, name="x"),
+   lambda ctx, x: f"((union {{ {ctx.types[x.src[0].dtype]} a; {ctx.types[x.dtype]} b; }}){{ .a = {ctx[x.src[0]]} }}).b"),
+  (UPat(GroupOp.ALU, name="x"), _c_alu),
+])
+
+class CStyleRenderer(Renderer):
+  types: dict[DType, str] = {
+    dtypes.bool: "_Bool", dtypes.int8: "signed char", dtypes.uint8: "unsigned char", dtypes.int16: "short",
+    dtypes.uint16: "unsigned short", dtypes.int32: "int", dtypes.uint32: "unsigned int", dtypes.int64: "long long",
+    dtypes.uint64: "unsigned long long", dtypes.float16: "_Float16", dtypes.float32: "float", dtypes.float64: "double"}
+  # C computes narrow types in int (or float): cast each result back so every op rounds and wraps like the reference
+  narrow_types = (dtypes.int8, dtypes.uint8, dtypes.int16, dtypes.uint16, dtypes.float16)
+  kernel_prefix = "void"
+  code_for_op: dict[Ops, Callable[..., str]] = {
+    Ops.NEG: lambda x, dt: f"(!{x})" if dt == dtypes.bool else f"(-{x})", Ops.RECIPROCAL: lambda x, dt: f"(1/{x})",
+    Ops.ADD: lambda a, b, dt: f"({a}+{b})", Ops.MUL: lambda a, b, dt: f"({a}*{b})", Ops.IDIV: lambda a, b, dt: f"({a}/{b})",
+    Ops.MOD: lambda a, b, dt: f"({a}%{b})", Ops.CMPLT: lambda a, b, dt: f"({a}<{b})", Ops.CMPNE: lambda a, b, dt: f"({a}!={b})",
+    Ops.MAX: lambda a, b, dt: f"((({a}!={a})||({a}>{b}))?{a}:{b})" if dt.is_float else f"(({a}>{b})?{a}:{b})",
+    Ops.AND: lambda a, b, dt: f"({a}&{b})", Ops.OR: lambda a, b, dt: f"({a}|{b})", Ops.XOR: lambda a, b, dt: f"({a}^{b})",
+    Ops.SHL: lambda a, b, dt: f"({a}<<{b})", Ops.SHR: lambda a, b, dt: f"({a}>>{b})", Ops.WHERE: lambda c, a, b, dt: f"({c}?{a}:{b})"}
+
+  def __getitem__(self, u: UOp) -> str: return self.names[u]
+  def render_const(self, value: Any, dtype: DType) -> str:
+    if dtype.is_float:
+      body = "NAN" if value != value else ("-" if value < 0 else "") + "INFINITY" if math.isinf(value) else f"{float(value)!r}"
+      return f"(({self.types[dtype]}){body})"
+    if dtype == dtypes.bool: return "1" if value else "0"
+    return f"(({self.types[dtype]}){value}{'ull' if dtype.is_unsigned else 'll'})" if abs(value) > 2**31 - 1 or dtype.itemsize == 8 else \
+      f"(({self.types[dtype]}){value})" if dtype != dtypes.int32 else str(value)
+
+  def render(self, name: str, program: list[UOp]) -> str:
+    uses: dict[UOp, int] = {}
+    for u in program:
+      for s in u.src: uses[s] = uses.get(s, 0) + 1
+    self.names = {}
+    params, lines, depth, counts = {}, [], 1, {"val": 0, "alu": 0, "acc": 0, "cast": 0}
+    for u in program:
+      if u.op is Ops.PARAM:
+        self.names[u] = f"data{u.arg[0]}"
+        params[u.arg[0]] = u
+        continue
+      if u.op is Ops.RANGE: self.names[u] = f"ridx{u.arg[0]}"
+      if u.op is Ops.DEFINE_ACC: self.names[u], counts["acc"] = f"acc{counts['acc']}", counts["acc"] + 1
+      text = string_rewrite.rewrite(u, ctx=self)
+      if u.op in (Ops.CONST, Ops.INDEX) or (u.op in GroupOp.Elementwise and uses.get(u, 0) <= 1): self.names[u] = text
+      elif u.op in (Ops.RANGE, Ops.END, Ops.DEFINE_ACC, Ops.ASSIGN, Ops.STORE):
+        if u.op is Ops.END: depth -= 1
+        lines.append("  " * depth + text)
+        if u.op is Ops.RANGE: depth += 1
+        if u.op is Ops.ASSIGN: self.names[u] = self.names[u.src[0]]
+      else:
+        prefix = "val" if u.op is Ops.LOAD else "alu"
+        self.names[u], counts[prefix] = f"{prefix}{counts[prefix]}", counts[prefix] + 1
+        lines.append(f"{'  ' * depth}{self.types[u.dtype]} {self.names[u]} = {text};")
+    written = {u.src[0].src[0] for u in program if u.op is Ops.STORE}
+    args = ", ".join(f"{'' if p in written else 'const '}{self.types[p.dtype]}* restrict {self.names[p]}" for _, p in sorted(params.items()))
+    return f"{self.kernel_prefix} {name}({args}) {{\n" + "\n".join(lines) + "\n}\n"
+
+# # 12. Devices and running
+#
+# A device is four parts, each small:
+#
+# - an `Allocator`: get and free memory, copy bytes in and out;
+# - a `Renderer` (chapter 11): linear program to source text;
+# - a `Compiler`: source text to a binary, with a cache on disk;
+# - a runtime: load a binary as a callable `Program` and launch it on buffers.
+#
+# The reference device, PYTHON, is defined in chapter 13 of this file. Fast
+# devices live in `backends/<name>.py` beside this file, each a module with an
+# `open_device()` function; tiny loads them by path when first asked, so
+# copying `backends/` next to a vendored `tiny.py` is all it takes to add
+# them. `Device.DEFAULT` is the fastest device that works here (`DEVICE=...`
+# overrides it).
+
+class Allocator:
+  """Memory for one device. Freed blocks are kept by size and handed out again, skipping fresh allocations."""
+  def __init__(self) -> None: self.free_blocks: dict[int, list[Any]] = {}
+  def alloc(self, nbytes: int) -> Any:
+    blocks = self.free_blocks.get(nbytes)
+    return blocks.pop() if blocks else self._alloc(nbytes)
+  def free(self, block: Any, nbytes: int) -> None: self.free_blocks.setdefault(nbytes, []).append(block)
+  def _alloc(self, nbytes: int) -> Any: raise NotImplementedError
+  def copyin(self, dst: Any, src: memoryview) -> None: raise NotImplementedError
+  def copyout(self, src: Any, nbytes: int) -> memoryview: raise NotImplementedError
+
+class Buffer:
+  """A block of device memory holding `size` elements of `dtype`."""
+  def __init__(self, device: str, size: int, dtype: DType):
+    self.device, self.size, self.dtype, self.nbytes = device, size, dtype, size * dtype.itemsize
+    self.allocator = Device[device].allocator
+    self.block = self.allocator.alloc(self.nbytes)
+  def __del__(self) -> None:
+    if hasattr(self, "block"): self.allocator.free(self.block, self.nbytes)
+  def copyin(self, data: bytes | memoryview) -> None: self.allocator.copyin(self.block, memoryview(data).cast("B"))
+  def copyout(self) -> memoryview: return self.allocator.copyout(self.block, self.nbytes)
+
+# A BUFFER UOp names a buffer; this table, weak on the UOp, holds the memory.
+# When the last graph holding the BUFFER UOp goes away, so does the memory.
+_buffers: weakref.WeakKeyDictionary[UOp, Buffer] = weakref.WeakKeyDictionary()
+_buffer_ids = itertools.count()
+
+def _new_buffer(device: str, size: int, dtype: DType) -> UOp:
+  uop = UOp(Ops.BUFFER, dtype, (_device_uop(device),), (next(_buffer_ids), size))
+  _buffers[uop] = Buffer(device, size, dtype)
+  return uop
+
+def _buffer_of(view: UOp) -> Buffer: return _buffers[view if view.op is Ops.BUFFER else view.src[0]]
+
+def _buffer_from_bytes(data: bytes, dtype: DType, shape: tuple[int, ...], device: str) -> UOp:
+  uop = _new_buffer(device, prod(shape), dtype)
+  _buffers[uop].copyin(data)
+  return _reshape(uop, shape)
+
+class CompileError(RuntimeError): pass
+
+class Compiler:
+  """Source to binary. `compile_cached` keeps binaries on disk, named by a hash of the source and the compiler's settings."""
+  cache_key = ""
+  def compile(self, src: str) -> bytes: raise NotImplementedError
+  def compile_cached(self, src: str) -> bytes:
+    if getenv("DISABLE_COMPILER_CACHE", 0): return self.compile(src)
+    folder = pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache") / "tiny"
+    path = folder / hashlib.sha256(f"{type(self).__name__} {self.cache_key}\n{src}".encode()).hexdigest()
+    if path.exists(): return path.read_bytes()
+    lib = self.compile(src)
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=folder, delete=False) as f: f.write(lib)
+    os.replace(f.name, path)  # atomic: another process never sees half a file
+    return lib
+
+@dataclass
+class Compiled:
+  """A device: its allocator, renderer, compiler and runtime (binary -> Program)."""
+  name: str
+  allocator: Allocator
+  renderer: Renderer
+  compiler: Compiler
+  runtime: Callable[[str, bytes], Callable[..., Any]]
+
+class _Device:
+  # the order of preference when DEVICE is not set: fastest first
+  preference = ("CUDA", "CPU", "PYTHON")
+  def __init__(self) -> None:
+    self.opened: dict[str, Compiled] = {}
+    self.folder = pathlib.Path(__file__).resolve().parent / "backends"
+  def names(self) -> list[str]:
+    found = sorted(p.stem.upper() for p in self.folder.glob("*.py")) if self.folder.is_dir() else []
+    return ["PYTHON"] + [n for n in found if n != "PYTHON"]
+  def __getitem__(self, name: str) -> Compiled:
+    name = name.upper()
+    if name not in self.opened:
+      if name not in self.names(): raise ValueError(f"unknown device {name!r}; available: {', '.join(self.names())}")
+      self.opened[name] = PythonDevice() if name == "PYTHON" else _load_backend(self.folder / f"{name.lower()}.py").open_device()
+    return self.opened[name]
+  @functools.cached_property
+  def DEFAULT(self) -> str:
+    if DEVICE.value: return self.canonicalize(DEVICE.value)
+    for name in self.preference:
+      if name in self.names():
+        try: self[name]
+        except Exception as e:
+          if DEBUG >= 1: print(f"device {name} is not usable here: {e}")
+          continue
+        return name
+    return "PYTHON"
+  def canonicalize(self, device: str | None) -> str:
+    name = self.DEFAULT if device is None else device.upper()
+    self[name]  # raises for unknown or unusable devices, at the call that named them
+    return name
+  def check_dtype(self, device: str, dtype: DType) -> None:
+    if dtype not in self[device].renderer.supported_dtypes: raise TypeError(f"device {device} cannot hold dtype {dtype.name}")
+
+def _load_backend(path: pathlib.Path) -> Any:
+  spec = importlib.util.spec_from_file_location(f"tiny_backend_{path.stem}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+Device = _Device()
+
+# ## Running a schedule
+#
+# `get_program` takes a kernel AST through the whole pipeline, lower (9),
+# linearize and render (11), compile (12), and caches the result in memory by
+# the AST and device: the second time a training step runs the same kernel,
+# none of this happens again. A copy is not a kernel: the bytes go out of one
+# device and into the other.
+
+@dataclass
+class Kernel:
+  name: str
+  src: str
+  program: Callable[..., Any]
+  ops: int        # arithmetic ops executed, estimated from the loop sizes
+  mem: int        # bytes of memory touched, from the buffer sizes
+
+_programs: dict[tuple[UOp, str], Kernel] = {}
+
+def _kernel_name(program: list[UOp]) -> str:
+  ranges = [u for u in program if u.op is Ops.RANGE]
+  prefix = "r" if any(r.arg[1] == "REDUCE" for r in ranges) else "E"
+  return "_".join([prefix] + [str(r.src[0].arg) for r in ranges]) if ranges else prefix
+
+def _count_ops(program: list[UOp]) -> int:
+  total, trips = 0, [1]
+  for u in program:
+    if u.op is Ops.RANGE: trips.append(trips[-1] * u.src[0].arg)
+    elif u.op is Ops.END: trips.pop()
+    elif u.op in GroupOp.ALU: total += trips[-1]
+  return total
+
+def get_program(ast: UOp, device: str) -> Kernel:
+  if (key := (ast, device)) not in _programs:
+    dev = Device[device]
+    if DEBUG >= 3: print(ast.listing())
+    program = linearize(lower(ast))
+    if DEBUG >= 5: print("\n".join(f"{i:4d} {u.op.name:12s} {u.dtype.name:8s} {u.arg!r}" for i, u in enumerate(program)))
+    name = _kernel_name(program)
+    src = dev.renderer.render(name, program)
+    if DEBUG >= 4: print(src)
+    runtime = dev.runtime(name, dev.compiler.compile_cached(src))
+    _programs[key] = Kernel(name, src, runtime, _count_ops(program), 0)
+  return _programs[key]
+
+def run_schedule(items: list[ScheduleItem]) -> None:
+  for item in items:
+    bufs = [_buffers[b] for b in item.bufs]
+    if item.ast.op is Ops.COPY:
+      bufs[0].copyin(bufs[1].copyout())
+      continue
+    if bufs[0].size == 0: continue
+    kernel = get_program(item.ast, bufs[0].device)
+    start = time.perf_counter()
+    kernel.program(*[b.block for b in bufs])
+    elapsed = time.perf_counter() - start
+    mem = sum(b.nbytes for b in bufs)
+    GlobalCounters.kernel_count += 1
+    GlobalCounters.global_ops += kernel.ops
+    GlobalCounters.global_mem += mem
+    GlobalCounters.time_sum_s += elapsed
+    if DEBUG >= 2:
+      print(f"*** {bufs[0].device:6s} {GlobalCounters.kernel_count:4d} {kernel.name:24s} {elapsed*1e6:9.1f} us "
+            f"{kernel.ops/max(elapsed, 1e-9)/1e9:8.3f} GFLOP/s {mem/max(elapsed, 1e-9)/1e9:8.3f} GB/s")
+
+# # 13. The reference device
+#
+# PYTHON is tiny's reference: a device that needs nothing but Python, whose
+# semantics are by definition right. Its "source code" is the linear program
+# itself, one UOp per line written as a Python literal
+# `(op, dtype, sources, arg)`, and its "compiler" just stores that text. Its
+# runtime parses the lines back and interprets them one by one: a program
+# counter walks the list, `RANGE` starts a loop, `END` jumps back to the top
+# of the loop until the range is done, and every ALU op calls `exec_alu`,
+# the table from chapter 3. Slow, but every other device is tested against
+# it.
+
+class PythonAllocator(Allocator):
+  def _alloc(self, nbytes: int) -> bytearray: return bytearray(nbytes)
+  def copyin(self, dst: bytearray, src: memoryview) -> None: dst[:] = src
+  def copyout(self, src: bytearray, nbytes: int) -> memoryview: return memoryview(bytes(src))
+
+class PythonRenderer(Renderer):
+  device = "PYTHON"
+  def render(self, name: str, program: list[UOp]) -> str:
+    index = {u: i for i, u in enumerate(program)}
+    return "\n".join([f"# {name}"] + [repr((u.op.name, u.dtype.name, tuple(index[s] for s in u.src), u.arg)) for u in program])
+
+class PythonCompiler(Compiler):
+  def compile(self, src: str) -> bytes: return src.encode()
+
+class PythonProgram:
+  def __init__(self, name: str, lib: bytes):
+    literals = {"__builtins__": {}, "inf": math.inf, "nan": math.nan}
+    rows = [eval(line, literals) for line in lib.decode().splitlines() if not line.startswith("#")]
+    self.program = [(Ops[op], getattr(dtypes, dtype), src, arg) for op, dtype, src, arg in rows]
+    # an accumulator's ASSIGN is read through the accumulator's own slot
+    self.slot = [src[0] if op is Ops.ASSIGN else i for i, (op, _, src, _) in enumerate(self.program)]
+    self.loop_start = {i: src[0] for i, (op, _, src, _) in enumerate(self.program) if op is Ops.END}
+    self.loop_end = {start: end for end, start in self.loop_start.items()}
+
+  def __call__(self, *blocks: bytearray) -> None:
+    program, slot = self.program, self.slot
+    values: list[Any] = [None] * len(program)
+    pc = 0
+    while pc < len(program):
+      op, dtype, src, arg = program[pc]
+      x = [values[slot[s]] for s in src]
+      if op is Ops.RANGE:
+        values[pc] = 0
+        if x[0] <= 0: pc = self.loop_end[pc]
+      elif op is Ops.END:
+        values[src[0]] += 1
+        if values[src[0]] < values[program[src[0]][2][0]]: pc = src[0]
+      elif op is Ops.PARAM: values[pc] = memoryview(blocks[arg[0]]).cast(dtype.fmt) if dtype.itemsize else None
+      elif op is Ops.CONST: values[pc] = arg
+      elif op is Ops.INDEX: values[pc] = x
+      elif op is Ops.LOAD: values[pc] = x[0][0][x[0][1]] if x[0][2] else to_dtype(0, dtype)
+      elif op is Ops.STORE:
+        if x[0][2]: x[0][0][x[0][1]] = x[1]
+      elif op is Ops.DEFINE_ACC: values[pc] = x[0]
+      elif op is Ops.ASSIGN: values[src[0]] = x[1]
+      elif op is Ops.CAST: values[pc] = to_dtype(x[0], dtype)
+      elif op is Ops.BITCAST: values[pc] = bitcast_value(x[0], program[src[0]][1], dtype)
+      else: values[pc] = exec_alu(op, dtype, x)
+      pc += 1
+
+def PythonDevice() -> Compiled:
+  return Compiled("PYTHON", PythonAllocator(), PythonRenderer(), PythonCompiler(), PythonProgram)

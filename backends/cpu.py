@@ -1,0 +1,78 @@
+# # The CPU device
+#
+# CPU runs kernels as native code: tiny renders each kernel as C, compiles it
+# with the system's C compiler (`$CC`, default `cc`) into a shared library,
+# and calls it through ctypes. ctypes releases the GIL during the call, which
+# later lets several threads run kernels at once.
+#
+# Like every backend, this file has four parts, in order: allocator,
+# renderer, compiler, program. `open_device()` puts them together.
+from __future__ import annotations
+import ctypes, os, shutil, subprocess, tempfile
+from typing import Any
+from tiny import Allocator, CStyleRenderer, Compiler, CompileError, Compiled, DType, Ops, dtypes
+
+# ## Allocator
+#
+# Memory is a ctypes byte array; a kernel receives its address. Copies are
+# `memmove`s between that array and Python's buffers.
+class CPUAllocator(Allocator):
+  def _alloc(self, nbytes: int) -> ctypes.Array: return (ctypes.c_uint8 * nbytes)()
+  def copyin(self, dst: ctypes.Array, src: memoryview) -> None:
+    if src.nbytes: ctypes.memmove(dst, (ctypes.c_uint8 * src.nbytes).from_buffer_copy(src), src.nbytes)
+  def copyout(self, src: ctypes.Array, nbytes: int) -> memoryview: return memoryview(bytes(src)[:nbytes])
+
+# ## Renderer
+#
+# The C-style renderer of chapter 11 does the work; the CPU adds the math
+# functions, spelled as compiler builtins so no libm call is needed when the
+# compiler can inline them. `_Float16` math is done in float and rounded back,
+# as the narrow-type rule of the base renderer expects.
+def _math(fn: str) -> Any:
+  def render(x: str, dtype: DType) -> str:
+    if dtype == dtypes.float64: return f"__builtin_{fn}({x})"
+    return f"__builtin_{fn}f({x})" if dtype == dtypes.float32 else f"__builtin_{fn}f((float){x})"
+  return render
+
+class CPURenderer(CStyleRenderer):
+  device = "CPU"
+  code_for_op = {**CStyleRenderer.code_for_op, Ops.SQRT: _math("sqrt"), Ops.EXP2: _math("exp2"), Ops.LOG2: _math("log2"),
+                 Ops.SIN: _math("sin"), Ops.TRUNC: _math("trunc")}
+  def render(self, name: str, program: list) -> str: return "#include <math.h>\n" + super().render(name, program)
+
+# ## Compiler
+#
+# `-ffp-contract=off` keeps `a*b+c` as two rounded operations (no fused
+# multiply-add), and `-fwrapv` makes signed overflow wrap: both so results
+# match the reference device bit for bit. `-march=native` lets the compiler
+# use every vector instruction this machine has.
+class CPUCompiler(Compiler):
+  def __init__(self) -> None:
+    self.cc = os.environ.get("CC", "cc")
+    if shutil.which(self.cc) is None: raise RuntimeError(f"C compiler {self.cc!r} not found (set CC)")
+    self.flags = ["-shared", "-O2", "-fPIC", "-march=native", "-ffp-contract=off", "-fwrapv", "-fno-math-errno"]
+    self.cache_key = " ".join([self.cc] + self.flags)
+  def compile(self, src: str) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+      out = os.path.join(tmp, "kernel.so")
+      result = subprocess.run([self.cc, *self.flags, "-x", "c", "-", "-o", out, "-lm"], input=src.encode(), capture_output=True)
+      if result.returncode != 0:
+        raise CompileError(f"{self.cc} failed to compile this kernel:\n{src}\n--- compiler output ---\n{result.stderr.decode()}")
+      with open(out, "rb") as f: return f.read()
+
+# ## Program
+#
+# ctypes loads a library from a file, so the binary is written to a temporary
+# file, loaded, and the file removed (the loaded copy stays mapped). A call
+# passes each buffer's address.
+class CPUProgram:
+  def __init__(self, name: str, lib: bytes):
+    with tempfile.NamedTemporaryFile(suffix=".so") as f:
+      f.write(lib)
+      f.flush()
+      self.lib = ctypes.CDLL(f.name)
+    self.fn = self.lib[name]
+    self.fn.restype = None
+  def __call__(self, *blocks: ctypes.Array) -> None: self.fn(*blocks)  # a ctypes array passes as a pointer to its memory
+
+def open_device() -> Compiled: return Compiled("CPU", CPUAllocator(), CPURenderer(), CPUCompiler(), CPUProgram)
