@@ -31,7 +31,7 @@
 #
 # tiny consumes nothing: this file imports only the Python standard library.
 from __future__ import annotations
-import contextlib, ctypes, functools, hashlib, heapq, importlib.util, inspect, itertools, math, os, pathlib, struct, subprocess, sys, tempfile, time, weakref
+import contextlib, ctypes, functools, gzip, hashlib, heapq, importlib.util, inspect, itertools, json, math, os, pathlib, struct, sys, tempfile, time, types, weakref
 from dataclasses import dataclass
 from enum import Enum, auto
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -194,7 +194,7 @@ def _wrap_int(bits: int, signed: bool) -> Callable[[Any], int]:
   return wrap
 
 def _to_half(x: float) -> float:
-  try: return struct.unpack("e", struct.pack("e", x))[0]
+  try: return struct.unpack("e", struct.pack("e", float(x)))[0]
   except OverflowError: return math.copysign(math.inf, x)
 
 truncate: dict[DType, Callable[[Any], Any]] = {
@@ -234,6 +234,7 @@ class Ops(Enum):
   RESHAPE = auto(); PERMUTE = auto(); EXPAND = auto(); PAD = auto(); SHRINK = auto(); FLIP = auto()
   REDUCE_AXIS = auto()
   # kernels: loops, memory, accumulators
+  AFTER = auto()
   PARAM = auto(); AT = auto(); RANGE = auto(); END = auto(); INDEX = auto(); LOAD = auto(); STORE = auto()
   REDUCE = auto(); DEFINE_ACC = auto()
   # arithmetic (the ALU ops)
@@ -466,7 +467,7 @@ def _shape(u: UOp) -> tuple[int, ...] | None:
   if u.op is Ops.PAD: return tuple(s + b + a for s, (b, a) in zip(u.src[0].shape, u.arg))
   if u.op is Ops.SHRINK: return tuple(e - b for b, e in u.arg)
   if u.op is Ops.REDUCE_AXIS: return tuple(1 if i in u.arg[1] else s for i, s in enumerate(u.src[0].shape))
-  if u.op in GroupOp.Elementwise | {Ops.FLIP, Ops.COPY, Ops.CONTIGUOUS, Ops.DETACH, Ops.ASSIGN}:
+  if u.op in GroupOp.Elementwise | {Ops.FLIP, Ops.COPY, Ops.CONTIGUOUS, Ops.DETACH, Ops.ASSIGN, Ops.AFTER}:
     return next((s.shape for s in u.src if s.shape is not None and s.shape != ()), u.src[0].shape)
   return None
 
@@ -490,7 +491,7 @@ def _bounds(u: UOp) -> tuple[Any, Any]:
   elif u.op is Ops.NEG and d.fmt != "?": lo, hi = -s[0][1], -s[0][0]
   elif u.op is Ops.MAX: lo, hi = max(s[0][0], s[1][0]), max(s[0][1], s[1][1])
   elif u.op is Ops.WHERE: lo, hi = min(s[1][0], s[2][0]), max(s[1][1], s[2][1])
-  elif u.op is Ops.CAST: lo, hi = (s[0][0], s[0][1]) if d.min <= s[0][0] and s[0][1] <= d.max else (d.min, d.max)
+  elif u.op is Ops.CAST and not u.src[0].dtype.is_float: lo, hi = (s[0][0], s[0][1]) if d.min <= s[0][0] and s[0][1] <= d.max else (d.min, d.max)
   elif u.op is Ops.IDIV and s[1][0] == s[1][1] and s[1][0] != 0:
     lo, hi = sorted((_cdiv(s[0][0], s[1][0]), _cdiv(s[0][1], s[1][0])))
   elif u.op is Ops.MOD and s[1][0] == s[1][1] and s[1][0] != 0:
@@ -623,7 +624,9 @@ class PatternMatcher:
 # A rule set that never settles would loop forever. Two shapes of that are
 # caught: a rewrite whose result leads back to a node still being rewritten
 # (a cycle, like `a+b -> b+a -> a+b`), and a chain of more than
-# `REWRITE_LIMIT` rewrites of one node. Both raise `RewriteError` naming the
+# `REWRITE_LIMIT` rewrites of one node. A third, growth that spreads over
+# ever new nodes, is caught by a budget on the total number of rewrites, far
+# above what a terminating pass needs. Each raises `RewriteError` naming the
 # pass and the rules that fired.
 #
 # Most passes rewrite sources first (post-order), so a rule sees a node whose
@@ -654,14 +657,16 @@ def graph_rewrite(root: UOp, pm: PatternMatcher, ctx: Any = None, *, name: str, 
   done: dict[UOp, UOp] = {}
   active: dict[UOp, list[UPat]] = {}  # nodes whose rewritten value is still being computed -> rules fired so far
   stack: list[tuple[UOp, int, Any]] = [(root, 0, None)]
+  budget = [REWRITE_LIMIT.value * 10 + 50 * len(root.toposort())]  # total rewrites allowed: catches growth spread over new nodes
 
   def offer(node: UOp, candidate: UOp) -> bool:
     """Offer `candidate` (node itself, or rebuilt) to the rules; on a match, schedule the result to be rewritten."""
     if (fired := pm.rewrite_with_rule(candidate, ctx)) is None: return False
     result, rule = fired
     if tracer is not None: tracer.match(candidate, result, rule)
-    rules = active[node] + [rule]
+    rules, budget[0] = active[node] + [rule], budget[0] - 1
     if len(rules) > REWRITE_LIMIT.value: raise RewriteError(_loop_message(name, f"more than {REWRITE_LIMIT.value} rewrites of one node", rules))
+    if budget[0] < 0: raise RewriteError(_loop_message(name, "the graph keeps growing: far more rewrites than it has nodes", rules))
     if result in done:
       done[node] = done[result]
       del active[node]
@@ -743,6 +748,38 @@ def _order_commutative(x: UOp) -> UOp | None:
 
 def _divmod_nonneg(*us: UOp) -> bool: return all(u.vmin >= 0 for u in us)
 
+def _terms(x: UOp) -> list[UOp]:
+  """The terms of a sum: a + (b + c) -> [a, b, c]."""
+  out, stack = [], [x]
+  while stack:
+    if (u := stack.pop()).op is Ops.ADD: stack.extend(reversed(u.src))
+    else: out.append(u)
+  return out
+
+def _divmod_sum(d: UOp, x: UOp, c1: UOp) -> UOp | None:
+  """(a*k + rest) // c -> a*(k//c) + (a*(k%c) + rest) // c, and % keeps only the remainder part.
+  For non-negative values (where C's truncation is floor division) this is exact; bounds then drop what is left."""
+  c = c1.arg
+  if not _is_int(x) or c <= 0 or x.vmin < 0 or x.vmax >= x.dtype.max: return None
+  quotient, rest = [], []
+  for t in _terms(x):
+    base, k = (t.src[0], t.src[1].arg) if t.op is Ops.MUL and t.src[1].op is Ops.CONST else (None, t.arg) if t.op is Ops.CONST else (t, 1)
+    if k < c: rest.append(t)
+    else:
+      quotient.append(x.const_like(k // c) if base is None else base * (k // c))
+      if k % c: rest.append(x.const_like(k % c) if base is None else base * (k % c))
+  if not quotient: return None
+  remainder = functools.reduce(lambda a, b: a + b, rest, x.const_like(0))
+  if remainder.vmin < 0: return None
+  if d.op is Ops.MOD: return remainder % c
+  return functools.reduce(lambda a, b: a + b, quotient) + remainder // c
+
+def _no_wrap(x: UOp, c: int, y: UOp | None = None) -> bool:
+  """x*c (and x*c + y) fit x's dtype exactly, so wrapping around never changed them."""
+  lo, hi = sorted((x.vmin * c, x.vmax * c))
+  ylo, yhi = (y.vmin, y.vmax) if y is not None else (0, 0)
+  return x.dtype.min <= lo + min(ylo, 0) and hi + max(yhi, 0) <= x.dtype.max
+
 x_, y_, z_ = UPat.var("x"), UPat.var("y"), UPat.var("z")
 c1_, c2_ = UPat.cvar("c1"), UPat.cvar("c2")
 
@@ -779,7 +816,7 @@ symbolic = symbolic_simple + PatternMatcher([
   # bounds
   (UPat(GroupOp.ALU | {Ops.CAST}, name="x"), _pinned),
   # canonical order: constants last, then by content hash
-  (UPat(GroupOp.Commutative, src=(x_, y_), name="x"), _order_commutative),
+  (UPat(GroupOp.Commutative, src=(UPat(), UPat()), name="x"), _order_commutative),
   # like terms and constants, integers only
   (x_ + x_, lambda x: x * 2 if _is_int(x) else None),
   (x_ * c1_ + x_ * c2_, lambda x, c1, c2: x * (c1.arg + c2.arg) if _is_int(x) else None),
@@ -789,15 +826,16 @@ symbolic = symbolic_simple + PatternMatcher([
   ((x_ + c1_) + y_, lambda x, c1, y: (x + y) + c1 if _is_int(x) and y.op is not Ops.CONST else None),
   ((x_ + c1_) * c2_, lambda x, c1, c2: x * c2 + c1.arg * c2.arg if _is_int(x) else None),
   # division and remainder by a positive constant
-  (x_ // c1_, lambda x, c1: x.const_like(0) if _is_int(x) and c1.arg > 0 and x.vmin >= 0 and x.vmax < c1.arg else None),
   (x_ % c1_, lambda x, c1: x if _is_int(x) and c1.arg > 0 and x.vmin >= 0 and x.vmax < c1.arg else None),
   ((x_ * c1_ + y_) // c2_, lambda x, c1, y, c2: x * (c1.arg // c2.arg) + y // c2
-   if c2.arg > 0 and c1.arg % c2.arg == 0 and _divmod_nonneg(x * c1 + y, y) else None),
-  ((x_ * c1_ + y_) % c2_, lambda x, c1, y, c2: y % c2 if c2.arg > 0 and c1.arg % c2.arg == 0 and _divmod_nonneg(x * c1 + y, y) else None),
-  ((x_ * c1_) // c2_, lambda x, c1, c2: x * (c1.arg // c2.arg) if c2.arg > 0 and c1.arg % c2.arg == 0 else None),
-  ((x_ * c1_) % c2_, lambda x, c1, c2: x.const_like(0) if c2.arg > 0 and c1.arg % c2.arg == 0 else None),
+   if c2.arg > 0 and c1.arg % c2.arg == 0 and _no_wrap(x, c1.arg, y) and _divmod_nonneg(x * c1 + y, y) else None),
+  ((x_ * c1_ + y_) % c2_, lambda x, c1, y, c2: y % c2
+   if c2.arg > 0 and c1.arg % c2.arg == 0 and _no_wrap(x, c1.arg, y) and _divmod_nonneg(x * c1 + y, y) else None),
+  ((x_ * c1_) // c2_, lambda x, c1, c2: x * (c1.arg // c2.arg) if c2.arg > 0 and c1.arg % c2.arg == 0 and _no_wrap(x, c1.arg) else None),
+  ((x_ * c1_) % c2_, lambda x, c1, c2: x.const_like(0) if c2.arg > 0 and c1.arg % c2.arg == 0 and _no_wrap(x, c1.arg) else None),
   ((x_ // c1_) // c2_, lambda x, c1, c2: x // (c1.arg * c2.arg) if c1.arg > 0 and c2.arg > 0 and x.vmin >= 0 else None),
   ((x_ % c1_) % c2_, lambda x, c1, c2: x % c2 if c2.arg > 0 and c1.arg % c2.arg == 0 and x.vmin >= 0 else None),
+  (UPat((Ops.IDIV, Ops.MOD), src=(UPat(Ops.ADD, name="x"), c1_), name="d"), _divmod_sum),
 ])
 
 # # 6. Tensors
@@ -888,13 +926,19 @@ class GlobalCounters:
 
 class Tensor:
   _seed: int = 0
-  _rng_counter: int = 0
 
-  def __init__(self, data: Any, device: str | None = None, dtype: DType | None = None):
+  training: bool = False     # dropout and batchnorm behave differently while training (see `Tensor.train`)
+  grad_enabled: bool = True  # off inside `Tensor.no_grad()`
+
+  def __init__(self, data: Any, device: str | None = None, dtype: DType | None = None, requires_grad: bool | None = None):
+    self.grad: Tensor | None = None
+    self.requires_grad = requires_grad
+    if isinstance(data, UOp):  # a result of some op: under no_grad, gradients must not flow through it
+      self.uop = data if Tensor.grad_enabled or _is_stored(data) else UOp(Ops.DETACH, data.dtype, (data,))
+      return
     device = Device.canonicalize(device)
     if dtype is not None: Device.check_dtype(device, dtype)
-    if isinstance(data, UOp): self.uop = data
-    elif isinstance(data, (bool, int, float)): self.uop = _const_uop(data, dtype or dtypes.from_py(data), device)
+    if isinstance(data, (bool, int, float)): self.uop = _const_uop(data, dtype or dtypes.from_py(data), device)
     elif isinstance(data, (list, tuple)):
       flat, shape = _fully_flatten(data)
       dtype = dtype or dtypes.from_py(flat)
@@ -906,7 +950,23 @@ class Tensor:
     else: raise TypeError(f"cannot make a Tensor from {type(data).__name__}")
     Device.check_dtype(device, self.dtype)
 
+  class train(contextlib.ContextDecorator):
+    """`with Tensor.train():` (or as a decorator) turns on training behaviour: dropout drops, batchnorm uses batch statistics."""
+    def __init__(self, mode: bool = True): self.mode = mode
+    def __enter__(self) -> None: self.saved, Tensor.training = Tensor.training, self.mode
+    def __exit__(self, *exc: Any) -> None: Tensor.training = self.saved
+  class no_grad(contextlib.ContextDecorator):
+    """`with Tensor.no_grad():` (or as a decorator): what is computed inside does not take part in gradients."""
+    def __enter__(self) -> None: self.saved, Tensor.grad_enabled = Tensor.grad_enabled, False
+    def __exit__(self, *exc: Any) -> None: Tensor.grad_enabled = self.saved
+
   # ### Properties
+  @property
+  def requires_grad(self) -> bool | None: return self._requires_grad
+  @requires_grad.setter
+  def requires_grad(self, value: bool | None) -> None:
+    self._requires_grad = value
+    if value: _grad_tensors[id(self)] = self
   @property
   def shape(self) -> tuple[int, ...]: return self.uop.shape
   @property
@@ -988,16 +1048,21 @@ class Tensor:
   # Random numbers are computed, not loaded: element `i` of a random tensor is
   # a hash of `(seed, counter + i)`, with the murmur3 finalizer, in uint32
   # arithmetic that every device computes identically. So the same seed gives
-  # the same numbers on every device. Each call advances the counter; the
-  # seed and counter travel in a tiny buffer, so the kernel is the same from
-  # call to call and is compiled once.
+  # the same numbers on every device. The seed and counter live in a small
+  # buffer per device; each call takes a copy for its own use and advances
+  # the counter, both as kernels, so a captured step (TinyJit) draws fresh
+  # numbers each time it is replayed, and the random kernel itself is the
+  # same from call to call and compiled once.
+  _rng_state: dict[str, Tensor] = {}
   @staticmethod
-  def manual_seed(seed: int = 0) -> None: Tensor._seed, Tensor._rng_counter = seed, 0
+  def manual_seed(seed: int = 0) -> None: Tensor._seed, Tensor._rng_state = seed, {}
   @staticmethod
   def _random_bits(shape: tuple[int, ...], device: str | None) -> Tensor:
-    n = prod(shape)
-    key = Tensor([Tensor._seed & 0xFFFFFFFF, Tensor._rng_counter & 0xFFFFFFFF], device=device, dtype=dtypes.uint32)
-    Tensor._rng_counter += n
+    n, device = prod(shape), Device.canonicalize(device)
+    if device not in Tensor._rng_state: Tensor._rng_state[device] = Tensor([Tensor._seed & 0xFFFFFFFF, 0], device=device, dtype=dtypes.uint32)
+    state = Tensor._rng_state[device]
+    key = state.clone().realize()
+    state.assign(state + (Tensor.arange(2, device=device, dtype=dtypes.uint32) == 1).where(n & 0xFFFFFFFF, 0).cast(dtypes.uint32)).realize()
     x = Tensor.arange(n, device=device, dtype=dtypes.uint32) + key[1]
     for mix in (key[0] * 0x9E3779B9 + 0x7F4A7C15, key[0] ^ 0x5BD1E995):
       x = x ^ mix
@@ -1289,10 +1354,8 @@ class Tensor:
     if sum(i is Ellipsis for i in index) > 1: raise IndexError("an index can only have a single ellipsis")
     used = sum(1 for i in index if i is not None and i is not Ellipsis)
     if used > self.ndim: raise IndexError(f"too many indices for tensor of shape {self.shape}: {used} given")
-    if Ellipsis in [i for i in index if not isinstance(i, Tensor)]:
-      at = next(n for n, i in enumerate(index) if i is Ellipsis)
-      index[at:at+1] = [slice(None)] * (self.ndim - used)
-    index += [slice(None)] * (self.ndim - used)
+    at = next((n for n, i in enumerate(index) if i is Ellipsis), len(index))
+    index[at:at+1] = [slice(None)] * (self.ndim - used)  # the ellipsis (or the end) stands for the axes not named
     t, out_index, dim = self, [], 0
     for i in index:
       if i is None:
@@ -1466,6 +1529,136 @@ class Tensor:
     return out.squeeze(-1) if w.ndim == 1 else out
   def dot(self, w: Tensor) -> Tensor: return self.matmul(w)
 
+  # ### Ops for networks
+  # Convolution is movement plus multiply plus sum, like matmul. `_pool`
+  # turns each spatial axis of size i into two axes, (o, k): output position
+  # and offset in the window, so that `windows[..., a, b] = x[..., a*stride +
+  # b*dilation]`. It does so without a gather: repeat the axis k times,
+  # flatten, and read the result back in rows one element longer than a
+  # dilation step, which skews row b by b*dilation; a strided slice then
+  # keeps every stride-th column. Everything stays a view: the kernel that
+  # consumes the windows computes these indices, and no window is stored.
+  def _pool(self, kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...]) -> Tensor:
+    x, n = self, len(kernel)
+    lead = self.ndim - n
+    for j, (k, s, d) in enumerate(zip(kernel, stride, dilation)):
+      axis = lead + 2 * j  # spatial axis j, after the earlier ones became (o, k) pairs
+      x = x.permute([a for a in range(x.ndim) if a != axis] + [axis])
+      i = x.shape[-1]
+      o = (i - d * (k - 1) - 1) // s + 1
+      if o <= 0: raise ValueError(f"window of size {k} (dilation {d}) does not fit in axis {axis} of size {i}")
+      skewed = x.repeat((1,) * (x.ndim - 1) + (math.ceil(k * (i + d) / i),)).reshape(x.shape[:-1] + (-1,))
+      skewed = skewed.shrink([None] * (x.ndim - 1) + [(0, k * (i + d))]).reshape(x.shape[:-1] + (k, i + d))
+      x = skewed[..., :, : (o - 1) * s + 1 : s].transpose(-1, -2)  # (..., o, k)
+      x = x.permute(list(range(axis)) + [x.ndim - 2, x.ndim - 1] + list(range(axis, x.ndim - 2)))
+    # axes are now (..., o0, k0, o1, k1, ...): gather the outputs, then the windows
+    lead = list(range(self.ndim - n))
+    return x.permute(lead + [len(lead) + 2 * j for j in range(n)] + [len(lead) + 2 * j + 1 for j in range(n)])
+
+  def conv2d(self, weight: Tensor, bias: Tensor | None = None, groups: int = 1, stride: int | tuple[int, ...] = 1,
+             dilation: int | tuple[int, ...] = 1, padding: int | tuple[int, ...] = 0) -> Tensor:
+    """N-d convolution (2-d in the common case) of (batch, cin, *spatial) by (cout, cin/groups, *kernel)."""
+    (bs, cin), (cout, cin_g), hw = self.shape[:2], weight.shape[:2], weight.shape[2:]
+    if cin != cin_g * groups: raise ValueError(f"conv2d: input has {cin} channels, weight {weight.shape} with groups={groups} expects {cin_g * groups}")
+    if cout % groups: raise ValueError(f"conv2d: {cout} output channels do not divide into {groups} groups")
+    n = len(hw)
+    pads = _spatial(padding, n)
+    x = self.pad([None, None] + [(p, p) for p in pads])._pool(hw, _spatial(stride, n), _spatial(dilation, n))
+    out_hw = x.shape[2:2 + n]
+    x = x.reshape(bs, groups, 1, cin_g, *out_hw, *hw)
+    w = weight.reshape(1, groups, cout // groups, cin_g, *([1] * n), *hw)
+    out = (x * w).sum([3] + list(range(4 + n, 4 + 2 * n)), dtype=least_upper_dtype(self._acc_dtype(), weight._acc_dtype()))
+    out = out.cast(least_upper_dtype(self.dtype, weight.dtype)).reshape(bs, cout, *out_hw)
+    return out if bias is None else out + bias.reshape(1, -1, *([1] * n))
+
+  def conv_transpose2d(self, weight: Tensor, bias: Tensor | None = None, groups: int = 1, stride: int | tuple[int, ...] = 1,
+                       dilation: int | tuple[int, ...] = 1, padding: int | tuple[int, ...] = 0, output_padding: int | tuple[int, ...] = 0) -> Tensor:
+    """The transpose (gradient) of conv2d: spread the input out by the stride, then convolve with the flipped kernel."""
+    hw = weight.shape[2:]
+    n = len(hw)
+    s, d, p, op = _spatial(stride, n), _spatial(dilation, n), _spatial(padding, n), _spatial(output_padding, n)
+    cin, cout_g = weight.shape[:2]
+    w = weight.reshape(groups, cin // groups, cout_g, *hw).transpose(1, 2).reshape(groups * cout_g, cin // groups, *hw).flip(tuple(range(2, 2 + n)))
+    x = self
+    for j, sj in enumerate(s):  # insert stride-1 zeros between input elements
+      if sj == 1: continue
+      axis = 2 + j
+      x = x.unsqueeze(axis + 1).pad([None] * (axis + 1) + [(0, sj - 1)] + [None] * (x.ndim - axis - 1))
+      x = x.flatten(axis, axis + 1)
+      x = x.shrink([None] * axis + [(0, x.shape[axis] - (sj - 1))] + [None] * (x.ndim - axis - 1))
+    pads = [(dj * (kj - 1) - pj, dj * (kj - 1) - pj + oj) for kj, dj, pj, oj in zip(hw, d, p, op)]
+    return x.pad([None, None] + pads).conv2d(w, bias, groups=groups, dilation=d)
+
+  def max_pool2d(self, kernel_size: int | tuple[int, ...] = 2, stride: int | tuple[int, ...] | None = None,
+                 dilation: int | tuple[int, ...] = 1, padding: int | tuple[int, ...] = 0) -> Tensor:
+    k = _spatial(kernel_size, 2)
+    x = self.pad([None] * (self.ndim - 2) + [(p, p) for p in _spatial(padding, 2)], value=float("-inf") if self.dtype.is_float else self.dtype.min)
+    return x._pool(k, _spatial(stride if stride is not None else kernel_size, 2), _spatial(dilation, 2)).max((-2, -1))
+  def avg_pool2d(self, kernel_size: int | tuple[int, ...] = 2, stride: int | tuple[int, ...] | None = None,
+                 dilation: int | tuple[int, ...] = 1, padding: int | tuple[int, ...] = 0) -> Tensor:
+    k = _spatial(kernel_size, 2)
+    x = self.pad([None] * (self.ndim - 2) + [(p, p) for p in _spatial(padding, 2)])
+    return x._pool(k, _spatial(stride if stride is not None else kernel_size, 2), _spatial(dilation, 2)).mean((-2, -1))
+
+  def linear(self, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """`x @ weight + bias`, with weight of shape (in, out) (nn.Linear passes its weight transposed)."""
+    out = self * weight if weight.ndim == 1 else self.matmul(weight)
+    return out if bias is None else out + bias
+  def dropout(self, p: float = 0.5) -> Tensor:
+    if not Tensor.training or p == 0: return self
+    return (Tensor.rand(self.shape, device=self.device) >= p).where(self, 0) * (1 / (1 - p))
+  def layernorm(self, axis: int | tuple[int, ...] = -1, eps: float = 1e-5) -> Tensor:
+    centered = self - self.mean(axis, keepdim=True)
+    return centered * (centered.square().mean(axis, keepdim=True) + eps).rsqrt()
+  def batchnorm(self, weight: Tensor | None, bias: Tensor | None, mean: Tensor, invstd: Tensor) -> Tensor:
+    """Normalize over channels (axis 1) with the given statistics."""
+    shape = (1, -1) + (1,) * (self.ndim - 2)
+    x = self - mean.reshape(shape)
+    scale = invstd if weight is None else invstd * weight
+    x = x * scale.reshape(shape)
+    return x if bias is None else x + bias.reshape(shape)
+  def one_hot(self, num_classes: int) -> Tensor:
+    return (self.unsqueeze(-1) == Tensor.arange(num_classes, device=self.device)).cast(dtypes.int32)
+  def sparse_categorical_crossentropy(self, Y: Tensor, ignore_index: int = -1, label_smoothing: float = 0.0) -> Tensor:
+    """Cross entropy of logits (..., classes) against integer labels Y (...); labels equal to ignore_index don't count."""
+    log_probs = self.log_softmax(-1)
+    keep = (Y != ignore_index).unsqueeze(-1)
+    picked = (Y.unsqueeze(-1) == Tensor.arange(self.shape[-1], device=self.device)) & keep
+    nll = -picked.where(log_probs, 0).sum()
+    smooth = -keep.where(log_probs, 0).mean(-1).sum()
+    return ((1 - label_smoothing) * nll + label_smoothing * smooth) / keep.sum().maximum(1)
+  def cross_entropy(self, Y: Tensor, reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
+    """Cross entropy of logits (N, C, ...) against class indices (N, ...) or probabilities (N, C, ...), as PyTorch's."""
+    axis = 1 if self.ndim > 1 else 0
+    log_probs = self.log_softmax(axis)
+    if Y.dtype.is_float: target = Y
+    else: target = (Y.unsqueeze(axis) == Tensor.arange(self.shape[axis], device=self.device).reshape((-1,) + (1,) * (self.ndim - axis - 1))).cast(log_probs.dtype)
+    target = target * (1 - label_smoothing) + label_smoothing / self.shape[axis]
+    loss = -(target * log_probs).sum(axis)
+    return {"mean": loss.mean, "sum": loss.sum, "none": lambda: loss}[reduction]()
+  def binary_crossentropy(self, Y: Tensor, reduction: str = "mean") -> Tensor:
+    """Binary cross entropy of probabilities (self) against targets Y."""
+    loss = -(Y * self.clip(1e-12, None).log() + (1 - Y) * (1 - self).clip(1e-12, None).log())
+    return {"mean": loss.mean, "sum": loss.sum, "none": lambda: loss}[reduction]()
+  def binary_crossentropy_logits(self, Y: Tensor, reduction: str = "mean") -> Tensor:
+    loss = self.maximum(0) - self * Y + (1 + (-self.abs()).exp()).log()
+    return {"mean": loss.mean, "sum": loss.sum, "none": lambda: loss}[reduction]()
+  def scaled_dot_product_attention(self, key: Tensor, value: Tensor, attn_mask: Tensor | None = None,
+                                   dropout_p: float = 0.0, is_causal: bool = False) -> Tensor:
+    """softmax(q @ k^T / sqrt(d) + mask) @ v, where self is q; a bool mask keeps the True positions."""
+    scores = self @ key.transpose(-2, -1) / math.sqrt(self.shape[-1])
+    if is_causal: attn_mask = Tensor.ones(scores.shape[-2], scores.shape[-1], device=self.device, dtype=dtypes.bool).tril()
+    if attn_mask is not None: scores = attn_mask.where(scores, float("-inf")) if attn_mask.dtype == dtypes.bool else scores + attn_mask
+    return scores.softmax(-1).dropout(dropout_p) @ value
+  def tril(self, diagonal: int = 0) -> Tensor:
+    rows, cols = self.shape[-2:]
+    keep = Tensor.arange(rows, device=self.device).reshape(rows, 1) + diagonal >= Tensor.arange(cols, device=self.device).reshape(1, cols)
+    return keep.where(self, 0)
+  def triu(self, diagonal: int = 0) -> Tensor:
+    rows, cols = self.shape[-2:]
+    keep = Tensor.arange(rows, device=self.device).reshape(rows, 1) + diagonal <= Tensor.arange(cols, device=self.device).reshape(1, cols)
+    return keep.where(self, 0)
+
   # ### Devices, storage, assignment
   def to(self, device: str) -> Tensor:
     device = Device.canonicalize(device)
@@ -1481,13 +1674,109 @@ class Tensor:
     if x.device != self.device: raise ValueError(f"assign: device {x.device} does not match {self.device}")
     if not _is_stored(self.uop): self.realize()
     self.uop = UOp(Ops.ASSIGN, self.dtype, (self.uop, x.cast(self.dtype).uop))
+    _pending_assigns[id(self)] = self
     return self
+
+  # ### Gradients (chapter 7 explains how they are computed)
+  def gradient(self, *targets: Tensor, gradient: Tensor | None = None) -> list[Tensor]:
+    """The gradients of this tensor with respect to `targets`, without touching their `.grad`."""
+    if gradient is None:
+      if self.numel() != 1: raise ValueError(f"gradient of a tensor of shape {self.shape} needs an explicit `gradient` of that shape")
+      gradient = Tensor.ones(self.shape, device=self.device, dtype=self.dtype)
+    grads = compute_gradient(self.uop, gradient, [t.uop for t in targets])
+    return [grads[t.uop] if t.uop in grads else t.zeros_like() for t in targets]
+  def backward(self, gradient: Tensor | None = None) -> Tensor:
+    """Accumulate into `.grad` the gradient of this tensor for every tensor created with `requires_grad=True` that it depends on."""
+    in_graph = self.uop.toposort()
+    targets = [t for t in list(_grad_tensors.values()) if t.requires_grad and t.uop in in_graph]
+    for t, g in zip(targets, self.gradient(*targets, gradient=gradient)): t.grad = g if t.grad is None else t.grad + g
+    return self
+
+def _spatial(x: int | Sequence[int], n: int) -> tuple[int, ...]: return (x,) * n if isinstance(x, int) else tuple(x)
 
 def _broadcast_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
   n = max(len(a), len(b))
   pa, pb = (1,) * (n - len(a)) + a, (1,) * (n - len(b)) + b
   if any(x != y and x != 1 and y != 1 for x, y in zip(pa, pb)): raise ValueError(f"cannot broadcast shapes {a} and {b}")
   return tuple(y if x == 1 else x for x, y in zip(pa, pb))
+
+# # 7. Autograd
+#
+# A gradient is computed the way everything else in tiny is: by rules over
+# UOps. `pm_gradient` holds one rule per differentiable op. Given the
+# gradient flowing into a node (the `ctx`), the rule returns the gradient for
+# each of its sources: for `MUL(a, b)` that is `(g*b, g*a)`; for `EXP2(x)`,
+# `g * exp2(x) * ln 2`. The rules build their results with Tensor ops, so the
+# gradient is itself a lazy graph: `loss.backward()` computes nothing, and the
+# forward and backward passes are scheduled (and fused) together when the
+# optimizer realizes its update.
+#
+# `compute_gradient` walks the graph from the loss back to the targets, in
+# reverse topological order, so each node's gradient is complete (summed
+# over all its users) before it is passed on. It only visits nodes on a path
+# to a target, and `DETACH` stops it.
+#
+# Broadcasting needs no special case: broadcasting was an explicit `EXPAND`
+# in the forward graph, and the gradient of `EXPAND` sums over the expanded
+# axes, which is exactly "summing the gradient back to the source shape".
+
+def _reduce_gradient(ctx: Tensor, x: UOp) -> tuple[Tensor | None]:
+  src, op = Tensor(x.src[0]), x.arg[0]
+  if op is Ops.ADD: return (ctx.expand(src.shape),)
+  if op is Ops.MAX:  # split between the elements that reached the maximum
+    hit = (src == Tensor(x).expand(src.shape)).cast(ctx.dtype)
+    return (hit * (ctx / hit.sum(x.arg[1], keepdim=True)).expand(src.shape),)
+  return ((ctx * Tensor(x)).expand(src.shape) / src,)  # MUL: the product of the others
+
+def _max_gradient(ctx: Tensor, x: UOp) -> tuple[Tensor, Tensor]:
+  a, b = Tensor(x.src[0]), Tensor(x.src[1])
+  tie = (a == b).cast(ctx.dtype) * 0.5
+  return (ctx * ((a > b).cast(ctx.dtype) + tie), ctx * ((b > a).cast(ctx.dtype) + tie))
+
+def _no_gradient(x: UOp) -> tuple[None, ...]: return (None,) * len(x.src)
+
+pm_gradient = PatternMatcher([
+  (UPat(Ops.CAST, name="x"), lambda ctx, x: (ctx.cast(x.src[0].dtype),)),
+  (UPat(Ops.NEG), lambda ctx: (-ctx,)),
+  (UPat(Ops.RECIPROCAL, name="x"), lambda ctx, x: (-ctx * Tensor(x) * Tensor(x),)),
+  (UPat(Ops.SQRT, name="x"), lambda ctx, x: (ctx / (Tensor(x) * 2),)),
+  (UPat(Ops.EXP2, name="x"), lambda ctx, x: (ctx * Tensor(x) * math.log(2),)),
+  (UPat(Ops.LOG2, name="x"), lambda ctx, x: (ctx / (Tensor(x.src[0]) * math.log(2)),)),
+  (UPat(Ops.SIN, name="x"), lambda ctx, x: (ctx * Tensor(x.src[0]).cos(),)),
+  (UPat(Ops.ADD), lambda ctx: (ctx, ctx)),
+  (UPat(Ops.MUL, name="x"), lambda ctx, x: (ctx * Tensor(x.src[1]), ctx * Tensor(x.src[0]))),
+  (UPat(Ops.MAX, name="x"), _max_gradient),
+  (UPat(Ops.WHERE, name="x"), lambda ctx, x: (None, Tensor(x.src[0]).where(ctx, 0), Tensor(x.src[0]).where(0, ctx))),
+  (UPat(Ops.REDUCE_AXIS, name="x"), _reduce_gradient),
+  (UPat(Ops.RESHAPE, name="x"), lambda ctx, x: (ctx.reshape(x.src[0].shape),)),
+  (UPat(Ops.PERMUTE, name="x"), lambda ctx, x: (ctx.permute(argsort(x.arg)),)),
+  (UPat(Ops.EXPAND, name="x"), lambda ctx, x: (ctx.sum(tuple(i for i, (a, b) in enumerate(zip(x.src[0].shape, x.shape)) if a != b), keepdim=True),)),
+  (UPat(Ops.PAD, name="x"), lambda ctx, x: (ctx.shrink(tuple((b, b + s) for (b, _), s in zip(x.arg, x.src[0].shape))),)),
+  (UPat(Ops.SHRINK, name="x"), lambda ctx, x: (ctx.pad(tuple((b, s - e) for (b, e), s in zip(x.arg, x.src[0].shape))),)),
+  (UPat(Ops.FLIP, name="x"), lambda ctx, x: (ctx.flip(tuple(i for i, f in enumerate(x.arg) if f)),)),
+  (UPat(Ops.CONTIGUOUS), lambda ctx: (ctx,)),
+  (UPat(Ops.COPY, name="x"), lambda ctx, x: (ctx.to(x.src[0].device),)),
+  (UPat({Ops.TRUNC, Ops.CMPLT, Ops.CMPNE, Ops.IDIV, Ops.MOD, Ops.AND, Ops.OR, Ops.XOR, Ops.SHL, Ops.SHR, Ops.BITCAST}, name="x"), _no_gradient),
+])
+
+def compute_gradient(root: UOp, root_grad: Tensor, targets: list[UOp]) -> dict[UOp, Tensor]:
+  """The gradient of `root` (seeded with `root_grad`) with respect to each target UOp."""
+  topo = list(root.toposort(lambda u: u.op is not Ops.DETACH))
+  wanted = set(targets)
+  on_path: dict[UOp, bool] = {}
+  for u in topo: on_path[u] = u in wanted or any(on_path.get(s, False) for s in u.src)
+  grads: dict[UOp, Tensor] = {root: root_grad}
+  for u in reversed(topo):
+    if u not in grads or not any(on_path.get(s, False) for s in u.src): continue
+    src_grads = pm_gradient.rewrite(u, ctx=grads[u])
+    if src_grads is None: raise RuntimeError(f"no gradient rule for {u.op.name}")
+    for s, g in zip(u.src, src_grads):
+      if g is not None and on_path.get(s, False): grads[s] = grads[s] + g if s in grads else g
+  return {t: grads[t] for t in targets if t in grads}
+
+# Tensors that want gradients are tracked weakly, so `backward()` can find the
+# ones its loss depends on without holding them alive.
+_grad_tensors: weakref.WeakValueDictionary[int, Tensor] = weakref.WeakValueDictionary()  # by id: Tensor's == is elementwise
 
 # # 8. Scheduling
 #
@@ -1508,6 +1797,9 @@ def _broadcast_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
 #   element of its row; computing it inline would repeat the whole reduction
 #   for every element. Storing it costs one small kernel. (Softmax is thus
 #   three kernels: the max, the sum of exponentials, the division.)
+#   For the same reason, the input of a reduce that itself holds a reduce
+#   is stored: a reduction inside a reduction's loop would be recomputed on
+#   every trip around it.
 #
 # Everything else is recomputed where it is used, which for elementwise work
 # is cheaper than a round trip through memory.
@@ -1535,28 +1827,74 @@ class ScheduleItem:
   ast: UOp                # SINK(STORE(PARAM 0, value)) for a kernel; COPY for a copy
   bufs: tuple[UOp, ...]   # the BUFFER UOps, in PARAM order (the output first)
 
-def _buffer_to_param(ctx: list[UOp], b: UOp) -> UOp:
-  if b not in ctx: ctx.append(b)
-  return UOp(Ops.PARAM, b.dtype, (), (ctx.index(b), b.arg[1]))
-pm_params = PatternMatcher([(UPat(Ops.BUFFER, name="b"), _buffer_to_param)])
+class ScheduleContext:
+  """The kernels scheduled so far, with what each must wait for."""
+  def __init__(self) -> None:
+    self.items: list[ScheduleItem] = []
+    self.waits: list[set[int]] = []   # per item: the assign items whose result it reads
+    self.assigns: set[int] = set()    # the items that write into an existing buffer
+  def add(self, item: ScheduleItem, waits: set[int], assign: bool = False) -> int:
+    self.items.append(item)
+    self.waits.append(waits)
+    if assign: self.assigns.add(len(self.items) - 1)
+    return len(self.items) - 1
 
-def schedule_kernel(items: list[ScheduleItem], value: UOp, out: UOp | None = None) -> UOp:
+def _buffer_to_param(ctx: tuple[list[UOp], set[int]], b: UOp) -> UOp:
+  bufs = ctx[0]
+  if b not in bufs: bufs.append(b)
+  return UOp(Ops.PARAM, b.dtype, (), (bufs.index(b), b.arg[1]))
+
+def _read_after(ctx: tuple[list[UOp], set[int]], a: UOp, x: UOp) -> UOp:
+  ctx[1].add(a.arg)
+  return x
+
+pm_params = PatternMatcher([(UPat(Ops.BUFFER, name="b"), _buffer_to_param), (UPat(Ops.AFTER, src=(UPat(name="x"),), name="a"), _read_after)])
+
+def schedule_kernel(ctx: ScheduleContext, value: UOp, out: UOp | None = None) -> UOp:
   """Add a kernel that stores `value` (into `out`, or a new buffer) and return a view of the stored result."""
-  out = out if out is not None else _new_buffer(value.device, prod(value.shape), value.dtype)
-  bufs = [out]
-  body = graph_rewrite(value, pm_params, ctx=bufs, name="buffers to params")
-  items.append(ScheduleItem(UOp.sink(UOp(Ops.STORE, dtypes.void, (UOp(Ops.PARAM, out.dtype, (), (0, out.arg[1])), body))), tuple(bufs)))
-  return _reshape(out, value.shape)
+  bufs, waits = [out if out is not None else _new_buffer(value.device, prod(value.shape), value.dtype)], set()
+  body = graph_rewrite(value, pm_params, ctx=(bufs, waits), name="buffers to params")
+  store = UOp(Ops.STORE, dtypes.void, (UOp(Ops.PARAM, bufs[0].dtype, (), (0, bufs[0].arg[1])), body))
+  ctx.add(ScheduleItem(UOp.sink(store), tuple(bufs)), waits, assign=out is not None)
+  return _reshape(bufs[0], value.shape)
 
-def schedule_copy(items: list[ScheduleItem], x: UOp) -> UOp:
-  src = x.src[0] if _is_stored(x.src[0]) else schedule_kernel(items, x.src[0])
+def schedule_copy(ctx: ScheduleContext, x: UOp) -> UOp:
+  src, waits = x.src[0], set()
+  if src.op is Ops.AFTER: src, waits = src.src[0], {src.arg}
+  if not _is_stored(src): src = schedule_kernel(ctx, src)
   out = _new_buffer(x.arg, prod(x.shape), x.dtype)
-  items.append(ScheduleItem(UOp(Ops.COPY, x.dtype, (), x.arg), (out, src if src.op is Ops.BUFFER else src.src[0])))
+  ctx.add(ScheduleItem(UOp(Ops.COPY, x.dtype, (), x.arg), (out, src if src.op is Ops.BUFFER else src.src[0])), waits)
   return _reshape(out, x.shape)
 
-def schedule_assign(items: list[ScheduleItem], target: UOp, value: UOp) -> UOp:
+# An assign writes into memory that other kernels may still want to read as
+# it was. Its result is marked `AFTER(target, item)`: a kernel that reads
+# through the mark must run after the assign, and a kernel that reads the
+# target without it must run before (`order_schedule` sees to both).
+def schedule_assign(ctx: ScheduleContext, target: UOp, value: UOp) -> UOp:
   if not _is_stored(target): raise ValueError("assign needs a target stored in a buffer")
-  return schedule_kernel(items, value, target if target.op is Ops.BUFFER else target.src[0])
+  view = schedule_kernel(ctx, value, target if target.op is Ops.BUFFER else target.src[0])
+  return UOp(Ops.AFTER, view.dtype, (view,), len(ctx.items) - 1)
+
+def order_schedule(ctx: ScheduleContext) -> list[ScheduleItem]:
+  """Order the items: after the kernels that make their inputs, and every assign after the plain readers of its target."""
+  items = ctx.items
+  made_by = {item.bufs[0]: i for i, item in enumerate(items) if i not in ctx.assigns}
+  waits = [w | {made_by[b] for b in item.bufs[1:] if b in made_by} for w, item in zip(ctx.waits, items)]
+  for a in ctx.assigns:
+    waits[a] |= {i for i, item in enumerate(items) if i != a and a not in waits[i] and items[a].bufs[0] in item.bufs[1:]}
+  users: list[list[int]] = [[] for _ in items]
+  for i, w in enumerate(waits):
+    for j in w: users[j].append(i)
+  pending = [len(w) for w in waits]
+  ready, order = [i for i, n in enumerate(pending) if n == 0], []
+  while ready:
+    i = heapq.heappop(ready)
+    order.append(items[i])
+    for u in users[i]:
+      pending[u] -= 1
+      if pending[u] == 0: heapq.heappush(ready, u)
+  if len(order) != len(items): raise RuntimeError("cannot order the kernels: a value is needed both before and after an assign to it")
+  return order
 
 def _holds_reduce(x: UOp) -> bool:
   """Does computing x inline mean running a reduction? (Stop at stored values.)"""
@@ -1565,14 +1903,14 @@ def _holds_reduce(x: UOp) -> bool:
 pm_reuse_realized = PatternMatcher([(UPat(name="x"), lambda x: realized.get(x))])
 
 pm_realize_points = PatternMatcher([
-  (UPat(Ops.SINK, name="s"), lambda s: UOp.sink(*(x if _is_stored(x) else UOp(Ops.CONTIGUOUS, x.dtype, (x,)) for x in s.src))
-   if not all(_is_stored(x) or x.op is Ops.CONTIGUOUS for x in s.src) else None),
-  (UPat(Ops.EXPAND, src=(UPat(name="x"),), name="e"), lambda e, x: e.replace(src=(UOp(Ops.CONTIGUOUS, x.dtype, (x,)),))
+  (UPat(Ops.SINK, name="s"), lambda s: UOp.sink(*(x if _is_stored(x) or x.op is Ops.ASSIGN else UOp(Ops.CONTIGUOUS, x.dtype, (x,)) for x in s.src))
+   if not all(_is_stored(x) or x.op in (Ops.CONTIGUOUS, Ops.ASSIGN) for x in s.src) else None),
+  (UPat((Ops.EXPAND, Ops.REDUCE_AXIS), src=(UPat(name="x"),), name="e"), lambda e, x: e.replace(src=(UOp(Ops.CONTIGUOUS, x.dtype, (x,)),))
    if x.op is not Ops.CONTIGUOUS and _holds_reduce(x) else None),
 ])
 
 pm_kernelize = PatternMatcher([
-  (UPat(Ops.CONTIGUOUS, src=(UPat(name="x"),)), lambda ctx, x: x if _is_stored(x) else schedule_kernel(ctx, x)),
+  (UPat(Ops.CONTIGUOUS, src=(UPat(name="x"),)), lambda ctx, x: x if x.op is Ops.AFTER else schedule_kernel(ctx, x)),
   (UPat(Ops.COPY, name="x"), schedule_copy),
   (UPat(Ops.ASSIGN, src=(UPat(name="target"), UPat(name="value"))), schedule_assign),
   (UPat(Ops.DETACH, src=(UPat(name="x"),)), lambda x: x),
@@ -1582,18 +1920,40 @@ def create_schedule(outs: list[UOp]) -> tuple[list[ScheduleItem], tuple[UOp, ...
   """The kernels (and copies) that compute `outs`, in an order that respects their dependencies."""
   sink = graph_rewrite(UOp.sink(*outs), pm_reuse_realized, name="reuse realized", pre_order=True)
   sink = graph_rewrite(sink, pm_realize_points, name="realize points")
-  items: list[ScheduleItem] = []
-  sink = graph_rewrite(sink, pm_kernelize, ctx=items, name="kernelize")
-  return items, sink.src
+  ctx = ScheduleContext()
+  sink = graph_rewrite(sink, pm_kernelize, ctx=ctx, name="kernelize")
+  return order_schedule(ctx), tuple(x.src[0] if x.op is Ops.AFTER else x for x in sink.src)
+
+# An assign is a side effect: once it has run as part of any realize, the
+# tensor it belongs to must point at its buffer, or the next realize would run
+# it again. Tensors with a pending assign are kept (weakly) for that.
+#
+# The buffer after an assign holds a different value than before, so it gets
+# a new name: a fresh BUFFER UOp for the same memory. Otherwise a graph built
+# after the assign would be the very same UOp as one built before (hash-
+# consing), and `realized` would hand back the stale result.
+_pending_assigns: weakref.WeakValueDictionary[int, Tensor] = weakref.WeakValueDictionary()  # by id: Tensor's == is elementwise
+
+def _renamed(view: UOp) -> UOp:
+  base = view.src[0] if view.op is Ops.RESHAPE else view
+  new = UOp(Ops.BUFFER, base.dtype, base.src, (next(_buffer_ids), base.arg[1]))
+  _buffers[new] = _buffers[base]
+  return _reshape(new, view.shape)
 
 def realize_tensors(tensors: list[Tensor]) -> None:
   start = time.perf_counter()
   outs = [t.uop for t in tensors]
   items, results = create_schedule(outs)
   run_schedule(items)
+  after_assign: dict[UOp, UOp] = {}
   for t, old, new in zip(tensors, outs, results):
-    t.uop = new
-    if old is not new: realized[old] = new
+    t.uop = after_assign.setdefault(old, _renamed(new)) if old.op is Ops.ASSIGN else new
+    if old is not t.uop: realized[old] = t.uop
+  if _pending_assigns:
+    ran = UOp.sink(*outs).toposort()
+    for t in [t for t in _pending_assigns.values() if t.uop in ran or t.uop.op is not Ops.ASSIGN]:
+      if t.uop.op is Ops.ASSIGN: realized[t.uop] = t.uop = after_assign.setdefault(t.uop, _renamed(t.uop.src[0]))
+      del _pending_assigns[id(t)]
   if DEBUG >= 1 and items:
     print(f"realize: {len(items)} kernels in {(time.perf_counter() - start)*1e3:.2f} ms")
 
@@ -1648,10 +2008,31 @@ class LowerContext:
 
 def _at(x: UOp, idx: Sequence[UOp], valid: UOp) -> UOp: return UOp(Ops.AT, x.dtype, (x, *idx, valid))
 
+def _reshape_groups(old: tuple[int, ...], new: tuple[int, ...]) -> list[tuple[list[int], list[int]]]:
+  """Split a reshape into independent groups of axes with equal element counts (size-1 axes left out)."""
+  o, n = [i for i, s in enumerate(old) if s != 1], [j for j, s in enumerate(new) if s != 1]
+  groups, i, j = [], 0, 0
+  while i < len(o) or j < len(n):
+    go, gn, po, pn = [o[i]], [n[j]], old[o[i]], new[n[j]]
+    i, j = i + 1, j + 1
+    while po != pn:
+      if po < pn: go, po, i = go + [o[i]], po * old[o[i]], i + 1
+      else: gn, pn, j = gn + [n[j]], pn * new[n[j]], j + 1
+    groups.append((go, gn))
+  return groups
+
 def lower_reshape(at: UOp, x: UOp) -> UOp:
+  # Each group of axes is flattened and unflattened on its own, so a reshape
+  # that only splits or merges axes yields plain index arithmetic.
   src, idx, valid = x.src[0], at.src[1:-1], at.src[-1]
-  flat = _flat_index(idx, x.shape)
-  return _at(src, [(flat // st) % s if s != 1 else _index_uop(0) for s, st in zip(src.shape, _strides(src.shape))], valid)
+  old_idx = [_index_uop(0)] * len(src.shape)
+  if 0 in src.shape: return _at(src, old_idx, valid)  # nothing to read: the kernel never runs
+  for old_axes, new_axes in _reshape_groups(src.shape, x.shape):
+    flat = _flat_index([idx[j] for j in new_axes], tuple(x.shape[j] for j in new_axes))
+    old_shape = tuple(src.shape[i] for i in old_axes)
+    for i, size, stride in zip(old_axes, old_shape, _strides(old_shape)):
+      old_idx[i] = (flat // stride) % size if i != old_axes[0] else flat // stride
+  return _at(src, old_idx, valid)
 
 def lower_permute(at: UOp, x: UOp) -> UOp:
   idx = [None] * len(x.arg)
@@ -1695,6 +2076,9 @@ pm_lower = PatternMatcher([
   (_at_of(Ops.ARANGE), lambda at, x: at.src[1].cast(x.dtype)),
   (_at_of(Ops.DEFINE_VAR), lambda at, x: x),
   (_at_of(Ops.PARAM), lambda at, x: UOp(Ops.LOAD, x.dtype, (UOp(Ops.INDEX, x.dtype, (x, at.src[1], at.src[2])),))),
+  # a load guarded by the same condition as the WHERE around it already yields 0 outside it
+  (UPat(Ops.WHERE, src=(UPat.var("c"), UPat(Ops.LOAD, src=(UPat(Ops.INDEX, src=(UPat(), UPat(), UPat.var("c"))),), name="ld"), UPat.const(None, 0))),
+   lambda c, ld: ld),
 ])
 
 def _identity(op: Ops, dtype: DType) -> Any: return {Ops.ADD: 0, Ops.MUL: 1, Ops.MAX: dtype.min}[op]
@@ -2046,9 +2430,11 @@ def run_schedule(items: list[ScheduleItem]) -> None:
     bufs = [_buffers[b] for b in item.bufs]
     if item.ast.op is Ops.COPY:
       bufs[0].copyin(bufs[1].copyout())
+      if _capturing is not None: _capturing.append((None, bufs))
       continue
     if bufs[0].size == 0: continue
     kernel = get_program(item.ast, bufs[0].device)
+    if _capturing is not None: _capturing.append((kernel, bufs))
     start = time.perf_counter()
     kernel.program(*[b.block for b in bufs])
     elapsed = time.perf_counter() - start
@@ -2060,6 +2446,61 @@ def run_schedule(items: list[ScheduleItem]) -> None:
     if DEBUG >= 2:
       print(f"*** {bufs[0].device:6s} {GlobalCounters.kernel_count:4d} {kernel.name:24s} {elapsed*1e6:9.1f} us "
             f"{kernel.ops/max(elapsed, 1e-9)/1e9:8.3f} GFLOP/s {mem/max(elapsed, 1e-9)/1e9:8.3f} GB/s")
+
+# ## TinyJit
+#
+# Even with every kernel cached, each training step still builds its graph
+# in Python and schedules it. `TinyJit` removes that too. It wraps a step
+# function: the first call runs it normally (warming every cache), the second
+# call runs it while *capturing* each kernel launched and the buffers it
+# used, and every later call replays the captured kernels directly, with the
+# new inputs' buffers in place of the captured inputs'. The outputs are the
+# same tensors each time, refilled by the replay.
+#
+# Replaying is only valid for inputs like the captured ones, so a call with
+# different shapes, dtypes or devices raises instead of computing nonsense.
+
+class JitError(RuntimeError): pass
+
+_capturing: list[tuple[Kernel | None, list[Buffer]]] | None = None
+
+class TinyJit:
+  def __init__(self, fn: Callable[..., Any]):
+    self.fn, self.calls = fn, 0
+    self.captured: list[tuple[Kernel | None, list[Buffer]]] | None = None
+    functools.update_wrapper(self, fn)
+
+  def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    global _capturing
+    inputs = [a for a in list(args) + list(kwargs.values()) if isinstance(a, Tensor)]
+    if inputs: Tensor.realize(*inputs)  # inputs must be in buffers: their buffers are what a replay swaps
+    signature = [(t.shape, t.dtype, t.device) for t in inputs]
+    if not JIT or self.calls == 0:  # first call (or JIT=0): just run
+      self.calls += 1
+      return _realize_outputs(self.fn(*args, **kwargs))
+    if self.captured is None:  # second call: run and capture
+      self.signature, self.input_buffers = signature, [_buffer_of(t.uop) for t in inputs]
+      _capturing = []
+      try: self.outputs = _realize_outputs(self.fn(*args, **kwargs))
+      finally: self.captured, _capturing = _capturing, None
+      self.calls += 1
+      return self.outputs
+    if signature != self.signature:
+      raise JitError(f"TinyJit captured inputs {self.signature}, called with {signature}: shapes, dtypes and devices must match")
+    swap = {id(old): _buffer_of(t.uop) for old, t in zip(self.input_buffers, inputs)}
+    for kernel, bufs in self.captured:
+      bufs = [swap.get(id(b), b) for b in bufs]
+      if kernel is None: bufs[0].copyin(bufs[1].copyout())
+      else:
+        kernel.program(*[b.block for b in bufs])
+        GlobalCounters.kernel_count += 1
+    self.calls += 1
+    return self.outputs
+
+def _realize_outputs(out: Any) -> Any:
+  tensors = [t for t in (out if isinstance(out, (tuple, list)) else [out]) if isinstance(t, Tensor)]
+  if tensors: Tensor.realize(*tensors)
+  return out
 
 # # 13. The reference device
 #
@@ -2125,3 +2566,247 @@ class PythonProgram:
 
 def PythonDevice() -> Compiled:
   return Compiled("PYTHON", PythonAllocator(), PythonRenderer(), PythonCompiler(), PythonProgram)
+
+# # 14. nn
+#
+# Layers, optimizers and saving are thin: a layer is a plain class holding
+# Tensors and a `__call__`; there is no Module base class, and parameters are
+# found by walking an object's attributes (`get_parameters`). This is
+# tinygrad's style, and its names: code written for `tinygrad.nn` works with
+# `tiny.nn`.
+#
+# Initialization follows PyTorch's defaults (uniform in +-1/sqrt(fan_in)), so
+# models train the way their authors expect.
+
+def _uniform_init(shape: tuple[int, ...], fan_in: int) -> Tensor:
+  bound = 1 / math.sqrt(max(fan_in, 1))
+  return Tensor.uniform(*shape, low=-bound, high=bound)
+
+class Linear:
+  def __init__(self, in_features: int, out_features: int, bias: bool = True):
+    self.weight = _uniform_init((out_features, in_features), in_features)
+    self.bias = _uniform_init((out_features,), in_features) if bias else None
+  def __call__(self, x: Tensor) -> Tensor: return x.linear(self.weight.transpose(), self.bias)
+
+class Conv2d:
+  def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, ...], stride: int = 1, padding: int = 0,
+               dilation: int = 1, groups: int = 1, bias: bool = True):
+    self.kernel_size = _spatial(kernel_size, 2)
+    self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
+    fan_in = in_channels // groups * prod(self.kernel_size)
+    self.weight = _uniform_init((out_channels, in_channels // groups, *self.kernel_size), fan_in)
+    self.bias = _uniform_init((out_channels,), fan_in) if bias else None
+  def __call__(self, x: Tensor) -> Tensor:
+    return x.conv2d(self.weight, self.bias, self.groups, self.stride, self.dilation, self.padding)
+
+class ConvTranspose2d(Conv2d):
+  def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, ...], stride: int = 1, padding: int = 0,
+               output_padding: int = 0, dilation: int = 1, groups: int = 1, bias: bool = True):
+    super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias)
+    fan_in = out_channels // groups * prod(self.kernel_size)
+    self.weight = _uniform_init((in_channels, out_channels // groups, *self.kernel_size), fan_in)
+    self.output_padding = output_padding
+  def __call__(self, x: Tensor) -> Tensor:
+    return x.conv_transpose2d(self.weight, self.bias, self.groups, self.stride, self.dilation, self.padding, self.output_padding)
+
+class BatchNorm:
+  """Batch normalization over axis 1. In training it uses the batch's statistics and updates running ones."""
+  def __init__(self, sz: int, eps: float = 1e-5, affine: bool = True, track_running_stats: bool = True, momentum: float = 0.1):
+    self.eps, self.momentum, self.track_running_stats = eps, momentum, track_running_stats
+    self.weight, self.bias = (Tensor.ones(sz), Tensor.zeros(sz)) if affine else (None, None)
+    self.running_mean, self.running_var = Tensor.zeros(sz).contiguous(), Tensor.ones(sz).contiguous()
+    self.num_batches_tracked = Tensor.zeros(1, dtype=dtypes.int32).contiguous()
+  def __call__(self, x: Tensor) -> Tensor:
+    axes = tuple(i for i in range(x.ndim) if i != 1)
+    if Tensor.training:
+      mean = x.mean(axes)
+      var = (x - mean.reshape((1, -1) + (1,) * (x.ndim - 2))).square().mean(axes)
+      if self.track_running_stats:
+        n = x.numel() / x.shape[1]
+        self.running_mean.assign((1 - self.momentum) * self.running_mean + self.momentum * mean.detach())
+        self.running_var.assign((1 - self.momentum) * self.running_var + self.momentum * var.detach() * n / max(n - 1, 1))
+        self.num_batches_tracked.assign(self.num_batches_tracked + 1)
+    else: mean, var = self.running_mean, self.running_var
+    return x.batchnorm(self.weight, self.bias, mean, (var + self.eps).rsqrt())
+BatchNorm2d = BatchNorm
+
+class LayerNorm:
+  def __init__(self, normalized_shape: int | tuple[int, ...], eps: float = 1e-5, elementwise_affine: bool = True):
+    self.shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    self.eps = eps
+    self.weight, self.bias = (Tensor.ones(*self.shape), Tensor.zeros(*self.shape)) if elementwise_affine else (None, None)
+  def __call__(self, x: Tensor) -> Tensor:
+    if x.shape[-len(self.shape):] != self.shape: raise ValueError(f"LayerNorm{self.shape} got input of shape {x.shape}")
+    x = x.layernorm(tuple(range(-len(self.shape), 0)), self.eps)
+    return x if self.weight is None else x * self.weight + self.bias
+
+class RMSNorm:
+  def __init__(self, dim: int, eps: float = 1e-6):
+    self.eps, self.weight = eps, Tensor.ones(dim)
+  def __call__(self, x: Tensor) -> Tensor: return x * (x.square().mean(-1, keepdim=True) + self.eps).rsqrt() * self.weight
+
+class Embedding:
+  def __init__(self, vocab_size: int, embed_size: int):
+    self.vocab_size, self.weight = vocab_size, Tensor.randn(vocab_size, embed_size)
+  def __call__(self, idx: Tensor) -> Tensor: return self.weight[idx]
+
+# ## Finding and saving parameters
+#
+# A model's state is every Tensor reachable through its attributes, lists and
+# dicts, named by the path to it (`layers.0.weight`). `safe_save` writes it in
+# the safetensors format, which any safetensors reader can open: 8 bytes of
+# little-endian header length, a JSON header giving each tensor's dtype,
+# shape and byte range, then the raw little-endian data.
+
+def get_state_dict(obj: Any, prefix: str = "") -> dict[str, Tensor]:
+  if isinstance(obj, Tensor): return {prefix.rstrip("."): obj}
+  if isinstance(obj, (list, tuple)): items = [(str(i), v) for i, v in enumerate(obj)]
+  elif isinstance(obj, dict): items = list(obj.items())
+  elif hasattr(obj, "__dict__"): items = list(vars(obj).items())
+  else: return {}
+  out: dict[str, Tensor] = {}
+  for k, v in items: out.update(get_state_dict(v, f"{prefix}{k}."))
+  return out
+
+def get_parameters(obj: Any) -> list[Tensor]: return list(get_state_dict(obj).values())
+
+def load_state_dict(model: Any, state_dict: dict[str, Tensor], strict: bool = True) -> None:
+  own = get_state_dict(model)
+  if strict and (missing := sorted(set(own) - set(state_dict))): raise KeyError(f"state dict is missing {missing}")
+  for name, t in own.items():
+    if name not in state_dict: continue
+    value = state_dict[name]
+    if value.shape != t.shape: raise ValueError(f"{name}: model has shape {t.shape}, state dict has {value.shape}")
+    t.assign(value.to(t.device).cast(t.dtype)).realize()
+
+_safetensors_dtypes = {dtypes.bool: "BOOL", dtypes.int8: "I8", dtypes.uint8: "U8", dtypes.int16: "I16", dtypes.uint16: "U16",
+                       dtypes.int32: "I32", dtypes.uint32: "U32", dtypes.int64: "I64", dtypes.uint64: "U64",
+                       dtypes.float16: "F16", dtypes.float32: "F32", dtypes.float64: "F64"}
+
+def safe_save(tensors: dict[str, Tensor], fn: str, metadata: dict[str, str] | None = None) -> None:
+  header: dict[str, Any] = {"__metadata__": metadata} if metadata else {}
+  offset, blobs = 0, []
+  for name, t in tensors.items():
+    data = bytes(t._bytes()) if sys.byteorder == "little" else t.numpy().astype(f"<{t.numpy().dtype.str[1:]}").tobytes()
+    header[name] = {"dtype": _safetensors_dtypes[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+    blobs.append(data)
+    offset += len(data)
+  text = json.dumps(header, separators=(",", ":")).encode()
+  text += b" " * (-len(text) % 8)  # pad so the data starts 8-byte aligned
+  with open(fn, "wb") as f: f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+
+def safe_load(fn: str, device: str | None = None) -> dict[str, Tensor]:
+  with open(fn, "rb") as f: raw = f.read()
+  (n,) = struct.unpack("<Q", raw[:8])
+  header = json.loads(raw[8:8 + n])
+  by_name = {v: k for k, v in _safetensors_dtypes.items()}
+  out = {}
+  for name, info in header.items():
+    if name == "__metadata__": continue
+    begin, end = info["data_offsets"]
+    dtype, shape = by_name[info["dtype"]], tuple(info["shape"])
+    out[name] = Tensor(_buffer_from_bytes(raw[8 + n + begin:8 + n + end], dtype, shape, Device.canonicalize(device)))
+  return out
+
+# ## Optimizers
+#
+# An optimizer step is a set of assigns: each parameter (and each piece of
+# optimizer state, such as Adam's moments) is assigned its new value, and
+# `step()` realizes them all at once, so the whole update (and the backward
+# pass it depends on) is scheduled together. No global "training mode" is
+# needed to call it. The learning rate is a tensor, so changing it does not
+# change the kernels.
+
+class Optimizer:
+  def __init__(self, params: list[Tensor], lr: float):
+    self.params = list({id(p): p for p in params}.values())
+    for p in self.params:
+      if p.requires_grad is None: p.requires_grad = True
+      if not _is_stored(p.uop): p.realize()
+    self.lr = Tensor([lr], device=self.params[0].device if self.params else None)
+  def zero_grad(self) -> None:
+    for p in self.params: p.grad = None
+  def step(self) -> None: Tensor.realize(*self.schedule_step())
+  def schedule_step(self) -> list[Tensor]:
+    """Assign every update (lazily) and return the tensors to realize."""
+    missing = [i for i, p in enumerate(self.params) if p.grad is None]
+    if missing: raise RuntimeError(f"parameters {missing} have no gradient: call backward() on a loss that depends on them")
+    return self._update()
+  def _update(self) -> list[Tensor]: raise NotImplementedError
+  def _state(self) -> list[Tensor]: return [Tensor.zeros(p.shape, device=p.device, dtype=p.dtype).contiguous().realize() for p in self.params]
+
+class SGD(Optimizer):
+  def __init__(self, params: list[Tensor], lr: float = 0.001, momentum: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False):
+    super().__init__(params, lr)
+    self.momentum, self.weight_decay, self.nesterov = momentum, weight_decay, nesterov
+    self.buffers = self._state() if momentum else []
+  def _update(self) -> list[Tensor]:
+    for i, p in enumerate(self.params):
+      g = p.grad + self.weight_decay * p.detach() if self.weight_decay else p.grad
+      if self.momentum:
+        b = self.buffers[i].assign(self.momentum * self.buffers[i] + g)
+        g = g + self.momentum * b if self.nesterov else b
+      p.assign(p.detach() - self.lr * g)
+    return self.params + self.buffers
+
+class Adam(Optimizer):
+  """Adam; with `decoupled=True` (AdamW) weight decay shrinks the weights directly instead of joining the gradient."""
+  def __init__(self, params: list[Tensor], lr: float = 0.001, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+               weight_decay: float = 0.0, decoupled: bool = False):
+    super().__init__(params, lr)
+    self.b1, self.b2, self.eps, self.weight_decay, self.decoupled = b1, b2, eps, weight_decay, decoupled
+    self.m, self.v = self._state(), self._state()
+    self.b1_t, self.b2_t = Tensor([1.0], device=self.lr.device), Tensor([1.0], device=self.lr.device)
+  def _update(self) -> list[Tensor]:
+    self.b1_t.assign(self.b1_t * self.b1)
+    self.b2_t.assign(self.b2_t * self.b2)
+    for p, m, v in zip(self.params, self.m, self.v):
+      g = p.grad if self.decoupled or not self.weight_decay else p.grad + self.weight_decay * p.detach()
+      m.assign(self.b1 * m + (1 - self.b1) * g)
+      v.assign(self.b2 * v + (1 - self.b2) * g.square())
+      update = (m / (1 - self.b1_t)) / ((v / (1 - self.b2_t)).sqrt() + self.eps)
+      if self.decoupled and self.weight_decay: update = update + self.weight_decay * p.detach()
+      p.assign(p.detach() - self.lr * update)
+    return self.params + self.m + self.v + [self.b1_t, self.b2_t]
+
+def AdamW(params: list[Tensor], lr: float = 0.001, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.01) -> Adam:
+  return Adam(params, lr, b1, b2, eps, weight_decay, decoupled=True)
+
+# ## Datasets
+#
+# `mnist(folder)` reads the four standard MNIST files (IDX format, gzipped or
+# not) that a user has downloaded: a big-endian header of dimension sizes,
+# then unsigned bytes. tiny downloads nothing.
+
+def _read_idx(path: pathlib.Path) -> Tensor:
+  raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+  if raw[:2] != b"\0\0" or raw[2] != 0x08: raise ValueError(f"{path} is not an IDX file of unsigned bytes")
+  ndim = raw[3]
+  shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+  return Tensor(_buffer_from_bytes(raw[4 + 4 * ndim:], dtypes.uint8, shape, Device.DEFAULT))
+
+def mnist(folder: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+  """X_train (60000, 1, 28, 28), Y_train, X_test, Y_test from the IDX files in `folder`, as uint8 tensors."""
+  def find(stem: str) -> pathlib.Path:
+    for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
+      if (path := pathlib.Path(folder) / name).exists(): return path
+    raise FileNotFoundError(f"no {stem}[.gz] in {folder}")
+  X_train, Y_train = _read_idx(find("train-images-idx3-ubyte")), _read_idx(find("train-labels-idx1-ubyte"))
+  X_test, Y_test = _read_idx(find("t10k-images-idx3-ubyte")), _read_idx(find("t10k-labels-idx1-ubyte"))
+  return X_train.reshape(-1, 1, *X_train.shape[1:]), Y_train, X_test.reshape(-1, 1, *X_test.shape[1:]), Y_test
+
+# `tiny.nn`, `tiny.nn.optim`, `tiny.nn.state` and `tiny.datasets` are views
+# of this file under tinygrad's module names, so `from tiny.nn.optim import
+# Adam` works as `from tinygrad.nn.optim import Adam` does.
+def _namespace(name: str, **members: Any) -> types.ModuleType:
+  module = types.ModuleType(f"{__name__}.{name}")
+  module.__dict__.update(members)
+  sys.modules[module.__name__] = module
+  return module
+
+optim = _namespace("nn.optim", Optimizer=Optimizer, SGD=SGD, Adam=Adam, AdamW=AdamW)
+state = _namespace("nn.state", get_state_dict=get_state_dict, get_parameters=get_parameters, load_state_dict=load_state_dict,
+                   safe_save=safe_save, safe_load=safe_load)
+nn = _namespace("nn", Linear=Linear, Conv2d=Conv2d, ConvTranspose2d=ConvTranspose2d, BatchNorm=BatchNorm, BatchNorm2d=BatchNorm2d,
+                LayerNorm=LayerNorm, RMSNorm=RMSNorm, Embedding=Embedding, optim=optim, state=state)
+datasets = _namespace("datasets", mnist=mnist)
