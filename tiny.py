@@ -884,7 +884,9 @@ def _const_uop(value: Any, dtype: DType, device: str, shape: tuple[int, ...] = (
   return c if shape == () else _expand(_reshape(c, (1,) * len(shape)), shape)
 
 def _movement(x: UOp, op: Ops, arg: Any) -> UOp: return UOp(op, x.dtype, (x,), arg)
-def _reshape(x: UOp, shape: tuple[int, ...]) -> UOp: return x if x.shape == shape else _movement(x, Ops.RESHAPE, shape)
+def _reshape(x: UOp, shape: tuple[int, ...]) -> UOp:
+  if x.op is Ops.RESHAPE: x = x.src[0]  # a reshape of a reshape is one reshape: a stored buffer stays recognizably stored
+  return x if x.shape == shape else _movement(x, Ops.RESHAPE, shape)
 def _expand(x: UOp, shape: tuple[int, ...]) -> UOp: return x if x.shape == shape else _movement(x, Ops.EXPAND, shape)
 
 def _fully_flatten(data: Any) -> tuple[list[Any], tuple[int, ...]]:
@@ -925,7 +927,6 @@ class GlobalCounters:
   def reset() -> None: GlobalCounters.kernel_count, GlobalCounters.global_ops, GlobalCounters.global_mem, GlobalCounters.time_sum_s = 0, 0, 0, 0.0
 
 class Tensor:
-  _seed: int = 0
 
   training: bool = False     # dropout and batchnorm behave differently while training (see `Tensor.train`)
   grad_enabled: bool = True  # off inside `Tensor.no_grad()`
@@ -993,16 +994,17 @@ class Tensor:
     t = self.contiguous().realize() if not _is_stored(self.uop) else self
     return _buffer_of(t.uop).copyout()
   def tolist(self) -> Any:
-    flat = self._bytes().cast(self.dtype.fmt).tolist() if self.numel() else []
-    for n in reversed(self.shape[1:]): flat = [flat[i:i+n] for i in range(0, len(flat), n)]
-    return flat[0] if self.shape == () else flat if self.shape[0] > 0 or len(self.shape) == 1 else [] 
+    def nest(flat: list, shape: tuple[int, ...]) -> Any:
+      if len(shape) <= 1: return flat if shape else flat[0]
+      n = prod(shape[1:])
+      return [nest(flat[i*n:(i+1)*n], shape[1:]) for i in range(shape[0])]
+    return nest(list(struct.unpack(f"<{self.numel()}{self.dtype.fmt}", self._bytes())), self.shape)
   def item(self) -> Any:
     if self.numel() != 1: raise ValueError(f"item() needs a tensor with one element, this one has shape {self.shape}")
-    return self._bytes().cast(self.dtype.fmt)[0]
+    return struct.unpack(f"<{self.dtype.fmt}", self._bytes())[0]
   def numpy(self) -> Any:
     import numpy as np
     return np.frombuffer(self._bytes(), dtype=np.dtype(self.dtype.name)).reshape(self.shape).copy()
-  def data(self) -> memoryview: return self._bytes().cast(self.dtype.fmt, self.shape) if self.shape else self._bytes().cast(self.dtype.fmt)
 
   # ### Creation
   @staticmethod
@@ -1048,21 +1050,24 @@ class Tensor:
   # Random numbers are computed, not loaded: element `i` of a random tensor is
   # a hash of `(seed, counter + i)`, with the murmur3 finalizer, in uint32
   # arithmetic that every device computes identically. So the same seed gives
-  # the same numbers on every device. The seed and counter live in a small
-  # buffer per device; each call takes a copy for its own use and advances
-  # the counter, both as kernels, so a captured step (TinyJit) draws fresh
-  # numbers each time it is replayed, and the random kernel itself is the
-  # same from call to call and compiled once.
-  _rng_state: dict[str, Tensor] = {}
+  # the same numbers on every device. Each call advances the counter; the
+  # seed and counter travel in a tiny buffer, so the kernel is the same from
+  # call to call and is compiled once. (TinyJit refills that buffer when it
+  # replays a step, so replays draw fresh numbers too.)
+  _seed: int = 0
+  _rng_counter: int = 0
   @staticmethod
-  def manual_seed(seed: int = 0) -> None: Tensor._seed, Tensor._rng_state = seed, {}
+  def manual_seed(seed: int = 0) -> None: Tensor._seed, Tensor._rng_counter = seed, 0
+  @staticmethod
+  def _rng_key(n: int) -> bytes:
+    key = struct.pack("<2I", Tensor._seed & 0xFFFFFFFF, Tensor._rng_counter & 0xFFFFFFFF)
+    Tensor._rng_counter += n
+    return key
   @staticmethod
   def _random_bits(shape: tuple[int, ...], device: str | None) -> Tensor:
-    n, device = prod(shape), Device.canonicalize(device)
-    if device not in Tensor._rng_state: Tensor._rng_state[device] = Tensor([Tensor._seed & 0xFFFFFFFF, 0], device=device, dtype=dtypes.uint32)
-    state = Tensor._rng_state[device]
-    key = state.clone().realize()
-    state.assign(state + (Tensor.arange(2, device=device, dtype=dtypes.uint32) == 1).where(n & 0xFFFFFFFF, 0).cast(dtypes.uint32)).realize()
+    n = prod(shape)
+    key = Tensor(_buffer_from_bytes(Tensor._rng_key(n), dtypes.uint32, (2,), Device.canonicalize(device)))
+    if _capturing is not None: _capturing.append(("rng", [_buffer_of(key.uop)], n))
     x = Tensor.arange(n, device=device, dtype=dtypes.uint32) + key[1]
     for mix in (key[0] * 0x9E3779B9 + 0x7F4A7C15, key[0] ^ 0x5BD1E995):
       x = x ^ mix
@@ -1194,7 +1199,9 @@ class Tensor:
     even_up = (f.abs() % 2) == 1
     return (diff > 0.5).where(f + 1, (diff == 0.5).where(even_up.where(f + 1, f), f))
   def abs(self) -> Tensor: return (self < 0).where(-self, self) if self.dtype != dtypes.bool and not self.dtype.is_unsigned else self
-  def sign(self) -> Tensor: return (self != 0).where((self < 0).where(-1, 1), 0).cast(self.dtype) + self * 0
+  def sign(self) -> Tensor:
+    s = (self < 0).where(-1, (self > 0).where(1, 0)).cast(self.dtype)
+    return (self != self).where(self, s) if self.dtype.is_float else s  # nan stays nan
   def sigmoid(self) -> Tensor: return (1 + (-self._float()).exp()).reciprocal()
   def tanh(self) -> Tensor: return 2.0 * (2.0 * self._float()).sigmoid() - 1.0
   def relu(self) -> Tensor: return (self > 0).where(self, 0)
@@ -1449,7 +1456,7 @@ class Tensor:
   # unsigned), halves in float32, then cast back, as tinygrad does.
   def _reduce(self, op: Ops, axis: int | Sequence[int] | None, keepdim: bool) -> Tensor:
     axes = tuple(range(self.ndim)) if axis is None else (axis,) if isinstance(axis, int) else tuple(axis)
-    axes = tuple(sorted({_axis(a, self.ndim, self.shape) for a in axes}))
+    axes = tuple(sorted({_axis(a, self.ndim, self.shape) for a in axes})) if self.ndim else ()  # a 0-d tensor is its own reduction
     out = Tensor(UOp(Ops.REDUCE_AXIS, self.dtype, (self.uop,), (op, axes))) if axes else self
     return out if keepdim else out.reshape(tuple(s for i, s in enumerate(self.shape) if i not in axes))
   def _acc_dtype(self) -> DType:
@@ -1900,11 +1907,13 @@ def _holds_reduce(x: UOp) -> bool:
   """Does computing x inline mean running a reduction? (Stop at stored values.)"""
   return any(u.op is Ops.REDUCE_AXIS for u in x.toposort(lambda u: u.op not in (Ops.CONTIGUOUS, Ops.BUFFER)))
 
+def _stores_itself(x: UOp) -> bool: return _is_stored(x) or x.op in (Ops.CONTIGUOUS, Ops.ASSIGN, Ops.COPY)
+
 pm_reuse_realized = PatternMatcher([(UPat(name="x"), lambda x: realized.get(x))])
 
 pm_realize_points = PatternMatcher([
-  (UPat(Ops.SINK, name="s"), lambda s: UOp.sink(*(x if _is_stored(x) or x.op is Ops.ASSIGN else UOp(Ops.CONTIGUOUS, x.dtype, (x,)) for x in s.src))
-   if not all(_is_stored(x) or x.op in (Ops.CONTIGUOUS, Ops.ASSIGN) for x in s.src) else None),
+  (UPat(Ops.SINK, name="s"), lambda s: UOp.sink(*(x if _stores_itself(x) else UOp(Ops.CONTIGUOUS, x.dtype, (x,)) for x in s.src))
+   if not all(_stores_itself(x) for x in s.src) else None),
   (UPat((Ops.EXPAND, Ops.REDUCE_AXIS), src=(UPat(name="x"),), name="e"), lambda e, x: e.replace(src=(UOp(Ops.CONTIGUOUS, x.dtype, (x,)),))
    if x.op is not Ops.CONTIGUOUS and _holds_reduce(x) else None),
 ])
@@ -2075,7 +2084,8 @@ pm_lower = PatternMatcher([
   (_at_of(Ops.CONST), lambda at, x: UOp.const(x.dtype, x.arg)),
   (_at_of(Ops.ARANGE), lambda at, x: at.src[1].cast(x.dtype)),
   (_at_of(Ops.DEFINE_VAR), lambda at, x: x),
-  (_at_of(Ops.PARAM), lambda at, x: UOp(Ops.LOAD, x.dtype, (UOp(Ops.INDEX, x.dtype, (x, at.src[1], at.src[2])),))),
+  (_at_of(Ops.PARAM), lambda at, x: UOp(Ops.LOAD, x.dtype, (UOp(Ops.INDEX, x.dtype, (x, at.src[1], at.src[2])),))
+   if x.arg[1] else UOp.const(x.dtype, 0)),  # an empty buffer is never read (its loop runs zero times)
   # a load guarded by the same condition as the WHERE around it already yields 0 outside it
   (UPat(Ops.WHERE, src=(UPat.var("c"), UPat(Ops.LOAD, src=(UPat(Ops.INDEX, src=(UPat(), UPat(), UPat.var("c"))),), name="ld"), UPat.const(None, 0))),
    lambda c, ld: ld),
@@ -2097,7 +2107,8 @@ def lower(ast: UOp) -> UOp:
   ranges = [ctx.new_range(s, "LOOP") for s in value.shape]
   true = UOp.const(dtypes.bool, True)
   store = UOp(Ops.STORE, dtypes.void, (UOp(Ops.INDEX, out.dtype, (out, _flat_index(ranges, value.shape), true)), _at(value, ranges, true)))
-  kernel = graph_rewrite(UOp.sink(store), pm_lower + symbolic, ctx=ctx, name="lower")
+  params = sorted((u for u in ast.toposort() if u.op is Ops.PARAM), key=lambda p: p.arg[0])  # all of them, even if folded away:
+  kernel = graph_rewrite(UOp.sink(store, *params), pm_lower + symbolic, ctx=ctx, name="lower")  # the call passes every buffer
   return graph_rewrite(kernel, pm_accumulators, name="reduces to accumulators")
 
 # # 11. Linearizing and rendering
@@ -2430,11 +2441,11 @@ def run_schedule(items: list[ScheduleItem]) -> None:
     bufs = [_buffers[b] for b in item.bufs]
     if item.ast.op is Ops.COPY:
       bufs[0].copyin(bufs[1].copyout())
-      if _capturing is not None: _capturing.append((None, bufs))
+      if _capturing is not None: _capturing.append(("copy", bufs, None))
       continue
     if bufs[0].size == 0: continue
     kernel = get_program(item.ast, bufs[0].device)
-    if _capturing is not None: _capturing.append((kernel, bufs))
+    if _capturing is not None: _capturing.append(("kernel", bufs, kernel))
     start = time.perf_counter()
     kernel.program(*[b.block for b in bufs])
     elapsed = time.perf_counter() - start
@@ -2462,12 +2473,13 @@ def run_schedule(items: list[ScheduleItem]) -> None:
 
 class JitError(RuntimeError): pass
 
-_capturing: list[tuple[Kernel | None, list[Buffer]]] | None = None
+# while a TinyJit captures: ("kernel", buffers, Kernel), ("copy", buffers, None) or ("rng", [key buffer], count)
+_capturing: list[tuple[str, list[Buffer], Any]] | None = None
 
 class TinyJit:
   def __init__(self, fn: Callable[..., Any]):
     self.fn, self.calls = fn, 0
-    self.captured: list[tuple[Kernel | None, list[Buffer]]] | None = None
+    self.captured: list[tuple[str, list[Buffer], Any]] | None = None
     functools.update_wrapper(self, fn)
 
   def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -2488,11 +2500,12 @@ class TinyJit:
     if signature != self.signature:
       raise JitError(f"TinyJit captured inputs {self.signature}, called with {signature}: shapes, dtypes and devices must match")
     swap = {id(old): _buffer_of(t.uop) for old, t in zip(self.input_buffers, inputs)}
-    for kernel, bufs in self.captured:
+    for kind, bufs, extra in self.captured:
       bufs = [swap.get(id(b), b) for b in bufs]
-      if kernel is None: bufs[0].copyin(bufs[1].copyout())
+      if kind == "copy": bufs[0].copyin(bufs[1].copyout())
+      elif kind == "rng": bufs[0].copyin(Tensor._rng_key(extra))
       else:
-        kernel.program(*[b.block for b in bufs])
+        extra.program(*[b.block for b in bufs])
         GlobalCounters.kernel_count += 1
     self.calls += 1
     return self.outputs
@@ -2528,6 +2541,14 @@ class PythonRenderer(Renderer):
 class PythonCompiler(Compiler):
   def compile(self, src: str) -> bytes: return src.encode()
 
+class _HalfView:
+  """memoryview cannot view bytes as float16, so this does it with struct, one element at a time."""
+  def __init__(self, block: bytearray): self.block = block
+  def __getitem__(self, i: int) -> float: return struct.unpack_from("<e", self.block, 2 * i)[0]
+  def __setitem__(self, i: int, value: float) -> None: struct.pack_into("<e", self.block, 2 * i, value)
+
+def _typed_view(block: bytearray, dtype: DType) -> Any: return _HalfView(block) if dtype == dtypes.float16 else memoryview(block).cast(dtype.fmt)
+
 class PythonProgram:
   def __init__(self, name: str, lib: bytes):
     literals = {"__builtins__": {}, "inf": math.inf, "nan": math.nan}
@@ -2551,7 +2572,7 @@ class PythonProgram:
       elif op is Ops.END:
         values[src[0]] += 1
         if values[src[0]] < values[program[src[0]][2][0]]: pc = src[0]
-      elif op is Ops.PARAM: values[pc] = memoryview(blocks[arg[0]]).cast(dtype.fmt) if dtype.itemsize else None
+      elif op is Ops.PARAM: values[pc] = _typed_view(blocks[arg[0]], dtype)
       elif op is Ops.CONST: values[pc] = arg
       elif op is Ops.INDEX: values[pc] = x
       elif op is Ops.LOAD: values[pc] = x[0][0][x[0][1]] if x[0][2] else to_dtype(0, dtype)
