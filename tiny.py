@@ -2385,9 +2385,16 @@ class _Device:
     if dtype not in self[device].renderer.supported_dtypes: raise TypeError(f"device {device} cannot hold dtype {dtype.name}")
 
 def _load_backend(path: pathlib.Path) -> Any:
+  # A backend says `from tiny import ...`. It must get *this* module, even when
+  # tiny.py was vendored under another name (mypkg.tiny) or run as a script,
+  # so "tiny" points here while the backend loads.
   spec = importlib.util.spec_from_file_location(f"tiny_backend_{path.stem}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module, saved = importlib.util.module_from_spec(spec), sys.modules.get("tiny")
+  sys.modules["tiny"] = sys.modules[__name__]
+  try: spec.loader.exec_module(module)
+  finally:
+    if saved is None: del sys.modules["tiny"]
+    else: sys.modules["tiny"] = saved
   return module
 
 Device = _Device()

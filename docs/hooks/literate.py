@@ -146,15 +146,16 @@ def run_tiny(path: Path) -> types.ModuleType:
 
 def load_tiny(path: Path) -> types.ModuleType:
   saved: dict[str, str] = {}
-  previous = sys.modules.get("tiny")
+  # tiny registers `tiny` and its submodule views (`tiny.nn`, ...) in sys.modules: put back whatever was there
+  previous = {name: m for name, m in sys.modules.items() if name == "tiny" or name.startswith("tiny.")}
   try:
     module = run_tiny(path)
     saved = {k: os.environ.pop(k) for k in module.ContextVar.registry if k in os.environ}
     return run_tiny(path) if saved else module  # run again without the settings the builder has set
   finally:
     os.environ.update(saved)
-    if previous is None: sys.modules.pop("tiny", None)
-    else: sys.modules["tiny"] = previous
+    for name in [n for n in sys.modules if n == "tiny" or n.startswith("tiny.")]: del sys.modules[name]
+    sys.modules.update(previous)
 
 def promotion_edges(tiny: types.ModuleType, ctx: BuildContext) -> str:
   rows = ["| dtype | promotes directly to |", "|---|---|"]
