@@ -316,11 +316,11 @@ class UOpMetaClass(type):
     key = (op, dtype, src, _key(arg))
     if (ref := UOpMetaClass.cache.get(key)) is not None and (live := ref()) is not None: return live
     uop = super().__call__(op, dtype, src, arg)
-    UOpMetaClass.cache[key] = weakref.ref(uop, functools.partial(_uncache, key))
+    UOpMetaClass.cache[key] = weakref.ref(uop, functools.partial(_uncache, UOpMetaClass.cache, key))
     return uop
 
-def _uncache(key: tuple, ref: weakref.ref) -> None:
-  if UOpMetaClass.cache.get(key) is ref: del UOpMetaClass.cache[key]
+def _uncache(cache: dict[tuple, weakref.ref], key: tuple, ref: weakref.ref) -> None:
+  if cache.get(key) is ref: del cache[key]  # the cache is bound, not looked up: this also runs at interpreter exit
 
 # ## Walking a graph without recursion
 #
