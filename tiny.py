@@ -22,7 +22,7 @@
 # 7. Autograd
 # 8. Scheduling
 # 9. Lowering
-# 10. Optimizing
+# 10. Optimizing (to come: upcasting, loop order, threads; today's kernels are plain loops)
 # 11. Linearizing and rendering
 # 12. Devices and running
 # 13. The reference device
@@ -81,10 +81,8 @@ class Context(contextlib.ContextDecorator):
 
 DEBUG = ContextVar("DEBUG", 0, "1: a line per realize; 2: a line per kernel; 3: kernel UOps; 4: generated source; 5: linearized program")
 DEVICE = ContextVar("DEVICE", "", "default device (PYTHON, CPU, ...); empty means the fastest that works")
-NOOPT = ContextVar("NOOPT", 0, "1 turns kernel optimizations off, leaving plain loops")
 JIT = ContextVar("JIT", 1, "0 makes TinyJit run the function every time instead of replaying kernels")
 VIZ = ContextVar("VIZ", "", "1 records every graph rewrite and writes a viewer page at exit; 'text' prints them")
-SPEC = ContextVar("SPEC", 0, "1 checks kernels against the UOp spec before they are compiled")
 
 # A few small helpers used throughout. `prod` and `argsort` are the math;
 # `flatten` turns a list of lists into one list.
@@ -2327,12 +2325,14 @@ def _buffer_from_bytes(data: bytes, dtype: DType, shape: tuple[int, ...], device
 
 class CompileError(RuntimeError): pass
 
+DISABLE_COMPILER_CACHE = ContextVar("DISABLE_COMPILER_CACHE", 0, "1 compiles every kernel afresh instead of reusing binaries cached on disk")
+
 class Compiler:
   """Source to binary. `compile_cached` keeps binaries on disk, named by a hash of the source and the compiler's settings."""
   cache_key = ""
   def compile(self, src: str) -> bytes: raise NotImplementedError
   def compile_cached(self, src: str) -> bytes:
-    if getenv("DISABLE_COMPILER_CACHE", 0): return self.compile(src)
+    if DISABLE_COMPILER_CACHE: return self.compile(src)
     folder = pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache") / "tiny"
     path = folder / hashlib.sha256(f"{type(self).__name__} {self.cache_key}\n{src}".encode()).hexdigest()
     if path.exists(): return path.read_bytes()
