@@ -1099,11 +1099,7 @@ class Tensor:
     return x if isinstance(x, Tensor) else Tensor(_const_uop(x, dtype, self.device))
   def _broadcasted(self, y: Any, reverse: bool = False) -> tuple[Tensor, Tensor]:
     x: Tensor = self
-    if isinstance(y, Tensor): dtype = least_upper_dtype(x.dtype, y.dtype)
-    elif isinstance(y, float) and not x.dtype.is_float: dtype = dtypes.default_float
-    elif isinstance(y, int) and not isinstance(y, bool) and x.dtype == dtypes.bool: dtype = dtypes.default_int
-    elif isinstance(y, (bool, int, float)): dtype = x.dtype
-    else: raise TypeError(f"cannot combine a Tensor with {type(y).__name__}")
+    dtype = least_upper_dtype(x.dtype, y.dtype) if isinstance(y, Tensor) else _scalar_dtype(x.dtype, y)
     y = self._to_tensor(y, dtype)
     if y.device != x.device: raise ValueError(f"tensors are on different devices: {x.device} and {y.device}; use .to(device)")
     if reverse: x, y = y, x
@@ -1163,13 +1159,11 @@ class Tensor:
     negative = (x < 0).where((y.trunc() == y).where(is_odd.where(-magnitude, magnitude), math.nan), magnitude)
     return (y == 0).where(1.0, negative)
   def where(self, x: Any, y: Any) -> Tensor:
-    """`cond.where(x, y)`: x where cond is true, else y (broadcast together)."""
-    if isinstance(x, Tensor): x, y = x._broadcasted(y)
-    elif isinstance(y, Tensor): y, x = y._broadcasted(x)
-    else: x, y = self._to_tensor(x, dtypes.from_py(x))._broadcasted(y)
-    cond, x = self.cast(dtypes.bool)._broadcasted(x)
-    cond, y = cond._broadcasted(y)
-    return cond._alu(Ops.WHERE, x.cast(y.dtype), y)
+    """`cond.where(x, y)`: x where cond is true, else y; all three broadcast together, x and y promote together."""
+    if not isinstance(x, Tensor): x = self._to_tensor(x, _scalar_dtype(y.dtype, x) if isinstance(y, Tensor) else dtypes.from_py(x))
+    x, y = x._broadcasted(y)
+    shape = _broadcast_shape(self.shape, x.shape)
+    return self.cast(dtypes.bool)._broadcast_to(shape)._alu(Ops.WHERE, x._broadcast_to(shape), y._broadcast_to(shape))
 
   def neg(self) -> Tensor: return self.logical_not() if self.dtype == dtypes.bool else self._alu(Ops.NEG)
   def reciprocal(self) -> Tensor: return self._float()._alu(Ops.RECIPROCAL)
@@ -1611,6 +1605,7 @@ class Tensor:
     return out if bias is None else out + bias
   def dropout(self, p: float = 0.5) -> Tensor:
     if not Tensor.training or p == 0: return self
+    if p >= 1: return self.zeros_like()
     return (Tensor.rand(self.shape, device=self.device) >= p).where(self, 0) * (1 / (1 - p))
   def layernorm(self, axis: int | tuple[int, ...] = -1, eps: float = 1e-5) -> Tensor:
     centered = self - self.mean(axis, keepdim=True)
@@ -1658,11 +1653,11 @@ class Tensor:
   def tril(self, diagonal: int = 0) -> Tensor:
     rows, cols = self.shape[-2:]
     keep = Tensor.arange(rows, device=self.device).reshape(rows, 1) + diagonal >= Tensor.arange(cols, device=self.device).reshape(1, cols)
-    return keep.where(self, 0)
+    return keep.where(self, self.zeros_like())
   def triu(self, diagonal: int = 0) -> Tensor:
     rows, cols = self.shape[-2:]
     keep = Tensor.arange(rows, device=self.device).reshape(rows, 1) + diagonal <= Tensor.arange(cols, device=self.device).reshape(1, cols)
-    return keep.where(self, 0)
+    return keep.where(self, self.zeros_like())
 
   # ### Devices, storage, assignment
   def to(self, device: str) -> Tensor:
@@ -1696,6 +1691,12 @@ class Tensor:
     targets = [t for t in list(_grad_tensors.values()) if t.requires_grad and t.uop in in_graph]
     for t, g in zip(targets, self.gradient(*targets, gradient=gradient)): t.grad = g if t.grad is None else t.grad + g
     return self
+
+def _scalar_dtype(dtype: DType, y: Any) -> DType:
+  """The dtype a Python scalar takes next to a tensor of `dtype`: the tensor's, unless that would lose the scalar's kind."""
+  if not isinstance(y, (bool, int, float)): raise TypeError(f"cannot combine a Tensor with {type(y).__name__}")
+  if isinstance(y, float) and not dtype.is_float: return dtypes.default_float
+  return dtypes.default_int if isinstance(y, int) and not isinstance(y, bool) and dtype == dtypes.bool else dtype
 
 def _spatial(x: int | Sequence[int], n: int) -> tuple[int, ...]: return (x,) * n if isinstance(x, int) else tuple(x)
 

@@ -45,7 +45,7 @@ def test_contextvar_compares_and_tests_like_its_value(setting):
   assert repr(var) == "TINY_SPEC_SETTING=2"
 
 def test_every_builtin_setting_is_registered_with_a_doc():
-  for name in ["DEBUG", "DEVICE", "NOOPT", "JIT", "VIZ", "SPEC", "REWRITE_LIMIT"]:
+  for name in ["DEBUG", "DEVICE", "JIT", "VIZ", "REWRITE_LIMIT", "DISABLE_COMPILER_CACHE"]:
     assert name in ContextVar.registry, name
     assert ContextVar.registry[name].doc, f"{name} has no doc"
 
@@ -66,8 +66,8 @@ def test_context_restores_on_exception():
 def test_nested_contexts_restore_in_order():
   before = tiny.DEBUG.value
   with Context(DEBUG=5):
-    with Context(DEBUG=6, NOOPT=1):
-      assert tiny.DEBUG.value == 6 and tiny.NOOPT.value == 1
+    with Context(DEBUG=6, JIT=0):
+      assert tiny.DEBUG.value == 6 and tiny.JIT.value == 0
     assert tiny.DEBUG.value == 5
   assert tiny.DEBUG.value == before
 
