@@ -988,9 +988,7 @@ class Tensor:
   def realize(self, *others: Tensor) -> Tensor:
     realize_tensors([self, *others])
     return self
-  def _bytes(self) -> memoryview:
-    t = self.contiguous().realize() if not _is_stored(self.uop) else self
-    return _buffer_of(t.uop).copyout()
+  def _bytes(self) -> memoryview: return _buffer_of(self.realize().uop).copyout()  # realized: stored in order, in a buffer
   def tolist(self) -> Any:
     def nest(flat: list, shape: tuple[int, ...]) -> Any:
       if len(shape) <= 1: return flat if shape else flat[0]

@@ -1,0 +1,153 @@
+"""Chapter 8: how many kernels realize() runs. Nothing runs while a graph is built; fusible work is one kernel;
+stored results are reused, never recomputed. Counted with GlobalCounters.kernel_count on every device."""
+import numpy as np
+import pytest
+from tiny import Tensor, GlobalCounters, dtypes
+from conftest import check
+
+def kernels(*tensors: Tensor) -> int:
+  """Realize the tensors and return how many kernels that ran."""
+  GlobalCounters.reset()
+  Tensor.realize(*tensors)
+  return GlobalCounters.kernel_count
+
+def data(shape, seed=0):
+  return np.random.default_rng(seed).uniform(-2, 2, size=shape).astype(np.float32)
+
+# ## Nothing runs before realize
+
+def test_building_a_graph_runs_no_kernel(device):
+  GlobalCounters.reset()
+  a, b = Tensor(data((3, 4)), device=device), Tensor([1.0, 2.0, 3.0, 4.0], device=device)
+  c = ((a * b + 1).exp().sum(1).softmax() @ Tensor.ones(3, 2, device=device)).relu()
+  d = Tensor.arange(6, device=device).reshape(2, 3).T[::-1] + Tensor.zeros(3, 2, device=device, dtype=dtypes.int32)
+  e = Tensor.eye(4, device=device)[1] + Tensor.linspace(0, 1, 4, device=device) + Tensor.full((4,), 2.0, device=device)
+  f = a[Tensor([0, 2], device=device)].cat(a[1:], dim=0).max(0).argmax()
+  g = a.detach().contiguous().var()
+  assert (c.shape, d.shape, e.shape, f.shape, g.shape) == ((2,), (3, 2), (4,), (), ())
+  assert GlobalCounters.kernel_count == 0
+
+def test_making_random_tensors_runs_no_kernel(device):
+  Tensor.manual_seed(5)
+  GlobalCounters.reset()
+  r = Tensor.rand(4, device=device) + Tensor.randn(2, 2, device=device).flatten() + Tensor.uniform(4, low=-1, high=1, device=device)
+  r = r + Tensor.rand(4, device=device)  # a second call on the same device
+  assert r.shape == (4,)
+  assert GlobalCounters.kernel_count == 0
+
+def test_moving_a_lazy_tensor_to_another_device_runs_no_kernel():
+  GlobalCounters.reset()
+  t = (Tensor([1.0, 2.0], device="PYTHON") * 3).to("CPU") + 1
+  assert t.device == "CPU" and GlobalCounters.kernel_count == 0
+
+def test_a_failed_op_runs_no_kernel_either(device):
+  GlobalCounters.reset()
+  with pytest.raises(ValueError): Tensor.ones(2, 3, device=device) + Tensor.ones(4, device=device)
+  assert GlobalCounters.kernel_count == 0
+
+# ## Fusion: one kernel where one loop nest does it
+
+def test_chain_of_elementwise_ops_is_one_kernel(device):
+  a, b = Tensor(data((3, 5)), device=device), Tensor(data((3, 5), 1), device=device)
+  out = ((a + 1) * b - 2).exp2().maximum(a).sqrt().where(a > 0, b) / 3
+  assert kernels(out) == 1
+
+def test_broadcast_and_movement_inside_an_elementwise_chain_is_one_kernel(device):
+  a, b = Tensor(data((3, 5)), device=device), Tensor(data((5,), 1), device=device)
+  out = (a.T.flip(0)[1:, ::2] * b[1:].reshape(4, 1) + a[0, :2]).pad(((1, 0), None)).relu()
+  assert kernels(out) == 1
+
+def test_long_chain_of_elementwise_ops_is_one_kernel(device):
+  x = Tensor([0.5], device=device)
+  out = x
+  for i in range(300): out = out * 1.001 + (0.001 if i % 2 else -0.001)
+  assert kernels(out) == 1
+
+def test_multiply_add_sum_is_one_kernel(device):
+  a, b, c = (Tensor(data((4, 3), s), device=device) for s in range(3))
+  assert kernels(((a * b) + c).sum()) == 1
+  assert kernels(((a * b) + c).sum(1)) == 1
+
+def test_reduce_followed_by_elementwise_is_one_kernel(device):
+  a = Tensor(data((4, 3)), device=device)
+  assert kernels((a.sum(1) * 2 + 1).sqrt()) == 1
+  assert kernels(a.max() + a.min()) == 1
+
+def test_softmax_over_one_axis_is_at_most_three_kernels(device):
+  a = Tensor(data((3, 5)), device=device)
+  for out in [a.softmax(), a.softmax(0), a.log_softmax(), a.logsumexp(1)]:
+    n = kernels(out)
+    assert 1 <= n <= 3, n
+
+def test_matmul_is_one_kernel(device):
+  a, b = Tensor(data((3, 4)), device=device), Tensor(data((4, 5), 1), device=device)
+  assert kernels(a @ b) == 1
+  assert kernels(a.T.matmul(Tensor(data((3, 2)), device=device))) == 1
+  assert kernels(Tensor(data((2, 3, 4)), device=device) @ Tensor(data((4,)), device=device)) == 1
+  assert kernels((a @ b).relu() + 1) == 1
+
+def test_reduce_used_at_every_element_is_stored_once(device):
+  a = Tensor(data((3, 5)), device=device)
+  assert kernels(a - a.mean(1, keepdim=True)) == 2  # the mean, then the subtraction reading it
+
+def test_movement_of_a_stored_tensor(device):
+  a = Tensor(data((3, 4)), device=device).realize()
+  assert kernels(a.reshape(2, 6)) == 0  # a reshape of a stored buffer is already in memory in order
+  assert kernels(a.T) == 1               # a transpose must be stored in the new order
+
+def test_contiguous_is_a_kernel_boundary(device):
+  a = Tensor(data((3, 4)), device=device)
+  assert kernels((a * 2).contiguous() + 1) == 2
+  assert kernels(a.contiguous()) == 0  # already stored
+
+def test_empty_tensors_run_no_kernel(device):
+  assert kernels(Tensor.zeros(0, 3, device=device) + 1) == 0
+
+def test_random_numbers_are_one_kernel(device):
+  Tensor.manual_seed(0)
+  assert kernels(Tensor.rand(2, 3, device=device)) == 1
+
+# ## Stored results are reused
+
+def test_realized_tensor_is_not_recomputed(device):
+  a = Tensor(data((3, 4)), device=device)
+  b = (a * 2).realize()
+  assert kernels(b) == 0
+  c = b + 1
+  assert kernels(c) == 1
+  check(c, data((3, 4)).astype(np.float64) * 2 + 1)
+
+def test_graph_built_before_realize_reads_the_stored_result(device):
+  a = Tensor(data((3, 4)), device=device)
+  b = (a * 2).exp().sum(1)
+  c = b + 1            # built while b is still lazy
+  d = (b * b).max()    # a second user of lazy b
+  assert kernels(b) == 1
+  assert kernels(c) == 1  # only the addition: b's reduce is read back, not recomputed
+  assert kernels(d) == 1
+  expected_b = np.exp(data((3, 4)).astype(np.float64) * 2).sum(1)
+  check(c, expected_b + 1)
+  check(d, (expected_b * expected_b).max())
+
+def test_shared_subexpression_realized_together(device):
+  a = Tensor(data((3, 4)), device=device)
+  s = a.sum(1, keepdim=True)
+  x, y = a - s, a + s
+  assert kernels(x, y) == 3  # s once, then each output
+  check(x, data((3, 4)) - data((3, 4)).astype(np.float64).sum(1, keepdims=True))
+
+def test_realizing_twice_runs_nothing_the_second_time(device):
+  out = Tensor(data((3, 4)), device=device).exp().sum()
+  assert kernels(out) == 1
+  assert kernels(out) == 0
+
+def test_assign_is_one_kernel_and_keeps_the_buffer(device):
+  w = Tensor(data((3, 4)), device=device).realize()
+  g = Tensor(data((3, 4), 1), device=device)
+  assert kernels(w.assign(w - 0.1 * g)) == 1
+  check(w, data((3, 4)).astype(np.float64) - 0.1 * data((3, 4), 1))
+
+def test_copy_to_another_device_is_not_a_kernel():
+  a = Tensor(data((3, 4)), device="PYTHON")
+  assert kernels(a.to("CPU")) == 0
+  assert kernels((a + 1).to("CPU")) == 1  # the addition runs on PYTHON, then bytes are copied
