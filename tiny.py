@@ -27,7 +27,7 @@
 # 12. Devices and running
 # 13. The reference device
 # 14. nn
-# 15. Seeing inside
+# 15. Seeing inside (VIZ)
 #
 # tiny consumes nothing: this file imports only the Python standard library.
 from __future__ import annotations
@@ -296,7 +296,7 @@ def exec_alu(op: Ops, dtype: DType, srcs: Sequence[Any]) -> Any:
 def bitcast_value(x: Any, src: DType, dst: DType) -> Any:
   return struct.unpack(dst.fmt, struct.pack(src.fmt, x))[0]
 
-# ## The UOp class
+# ## Hash-consing
 #
 # The metaclass intercepts construction to look in the cache first. The key
 # must tell apart values that Python calls equal but that are different
@@ -340,10 +340,12 @@ def recursive_property(fn: Callable[[UOp], Any]) -> property:
     return self.__dict__[name]
   return property(get, doc=fn.__doc__)
 
+# ## The UOp class
+#
+# Operators build graphs. A small mixin serves UOp here and UPat in chapter 4,
+# so `x + 1` makes an ADD node and `UPat.var("x") + 1` a pattern that matches
+# one. Subtraction is addition of a negation: there is no SUB op.
 class MathMixin:
-  # Operators build graphs. The same mixin serves UOp here and UPat in
-  # chapter 4, so `x + 1` makes an ADD node and `UPat.var("x") + 1` a pattern
-  # that matches one. Subtraction is addition of a negation: there is no SUB op.
   def alu(self, op: Ops, *src: Any) -> Any: raise NotImplementedError
   def const_like(self, b: Any) -> Any: raise NotImplementedError
   def _binop(self, op: Ops, x: Any, reverse: bool) -> Any:
@@ -778,6 +780,12 @@ def _no_wrap(x: UOp, c: int, y: UOp | None = None) -> bool:
   ylo, yhi = (y.vmin, y.vmax) if y is not None else (0, 0)
   return x.dtype.min <= lo + min(ylo, 0) and hi + max(yhi, 0) <= x.dtype.max
 
+# ## The rule tables
+#
+# `symbolic_simple` holds the rules that are always safe and cheap: folding and
+# identities. `symbolic` adds the ones that reason about bounds and reorder
+# terms. The patterns use a few shared variables: `x_` matches anything and
+# names it `x`, `c1_` matches a constant and names it `c1`.
 x_, y_, z_ = UPat.var("x"), UPat.var("y"), UPat.var("z")
 c1_, c2_ = UPat.cvar("c1"), UPat.cvar("c2")
 
@@ -1961,7 +1969,7 @@ def realize_tensors(tensors: list[Tensor]) -> None:
       if t.uop.op is Ops.ASSIGN: realized[t.uop] = t.uop = after_assign.setdefault(t.uop, _renamed(t.uop.src[0]))
       del _pending_assigns[id(t)]
   if DEBUG >= 1 and items:
-    print(f"realize: {len(items)} kernels in {(time.perf_counter() - start)*1e3:.2f} ms")
+    print(f"realize: {len(items)} kernel{'s' if len(items) != 1 else ''} in {(time.perf_counter() - start)*1e3:.2f} ms")
 
 # # 9. Lowering
 #
@@ -1996,6 +2004,7 @@ def realize_tensors(tensors: list[Tensor]) -> None:
 # at the identity: 0 for ADD, 1 for MUL, the lowest value for MAX), and
 # `ASSIGN(acc, acc + x)` updates it inside the loop.
 
+# ## Movement ops as index arithmetic
 def _strides(shape: tuple[int, ...]) -> list[int]:
   return [prod(shape[i+1:]) for i in range(len(shape))]
 
@@ -2088,6 +2097,7 @@ pm_lower = PatternMatcher([
    lambda c, ld: ld),
 ])
 
+# ## Reduces become accumulators
 def _identity(op: Ops, dtype: DType) -> Any: return {Ops.ADD: 0, Ops.MUL: 1, Ops.MAX: dtype.min}[op]
 
 def reduce_to_accumulator(r: UOp) -> UOp:
@@ -2097,6 +2107,11 @@ def reduce_to_accumulator(r: UOp) -> UOp:
 
 pm_accumulators = PatternMatcher([(UPat(Ops.REDUCE, name="r"), reduce_to_accumulator)])
 
+# ## The whole lowering
+#
+# Open a loop per output axis, ask for the value at those loops, store it, and
+# let the two passes above do the rest. Every PARAM stays in the kernel even if
+# its loads folded away: the kernel is called with every buffer, by position.
 def lower(ast: UOp) -> UOp:
   """A kernel AST (SINK of STORE(PARAM, tensor graph)) as loops over loads, arithmetic and stores."""
   out, value = ast.src[0].src

@@ -1,5 +1,5 @@
 """The docs are true: the generated pages are the source, the examples run, and the site builds with --strict."""
-import contextlib, importlib.util, io, os, pathlib, re, subprocess, sys
+import importlib.util, json, os, pathlib, re, subprocess, sys, tempfile
 import pytest
 import tiny  # imported before any test changes the environment, so its settings are the defaults
 
@@ -94,6 +94,22 @@ def test_an_indented_comment_block_is_prose_only_when_it_opens_with_a_sub_sectio
   assert [(s.kind, s.start) for s in segs] == [("code", 1), ("prose", 3), ("code", 5), ("prose", 8)]
   assert segs[1].lines == ["### Creation", "How tensors are made."]
 
+def test_the_introduction_links_the_chapters_it_lists():
+  pages = generated_pages("tiny.py")
+  linked = pages[0].markdown(literate.chapter_links(pages, pages[0]))
+  for page in pages[1:]:
+    number, title = page.title.split(". ", 1)
+    assert f"{number}. [{title}](/{page.uri})" in linked, f"the introduction does not link {page.title}"
+
+def test_mentions_of_a_chapter_in_prose_become_links_but_not_in_code():
+  pages = generated_pages("tiny.py")
+  link = literate.chapter_links(pages, pages[3])  # on the page of chapter 3
+  assert link("as chapter 4 shows; Chapter 2 too") == \
+    "as [chapter 4](/tiny/04-the-rewrite-engine.md) shows; [Chapter 2](/tiny/02-data-types.md) too"
+  assert link("this is chapter 3, and chapter 99 does not exist") == "this is chapter 3, and chapter 99 does not exist"
+  assert link("`see chapter 4` and\n```\nchapter 4\n```") == "`see chapter 4` and\n```\nchapter 4\n```"
+  assert "(see chapter 5)" in pages[3].markdown(link), "a docstring in the code was changed"
+
 def test_a_code_block_cannot_be_closed_by_backticks_in_the_code():
   seg = literate.Segment("code", 7, ['doc = """', "```python", '"""'])
   assert "\n````python linenums=\"7\"\n" in literate.code_markdown("tiny.py", seg)
@@ -121,7 +137,13 @@ def test_env_table_lists_every_setting_with_its_default_even_when_the_builder_se
 #
 # Every ```python block of README.md and docs/**/*.md runs; the blocks of one
 # file share a namespace, in order. A ```text block right after one (only blank
-# lines between) is its expected output.
+# lines between) is its expected output. In an expected line, `...` stands for
+# any text, for the parts of an output that change from run to run (timings).
+#
+# The blocks of a file run as a new user would run them: in a fresh Python
+# process that imports the repository's tiny, with none of tiny's settings in
+# the environment. So what a page prints (buffer numbers, kernel counts, the
+# default device) does not depend on which tests ran before it.
 
 FENCE = re.compile(r"^(`{3,}|~{3,})\s*([\w+-]*)")
 
@@ -148,22 +170,50 @@ def examples(markdown: str) -> list[tuple[str, int, str | None]]:
 
 def normalize(text: str) -> str: return "\n".join(line.rstrip() for line in text.strip("\n").splitlines())
 
+def output_matches(printed: str, expected: str) -> bool:
+  got, want = normalize(printed).splitlines(), normalize(expected).splitlines()
+  def line_matches(g: str, w: str) -> bool:
+    return g == w or ("..." in w and re.fullmatch(".*?".join(re.escape(part) for part in w.split("...")), g) is not None)
+  return len(got) == len(want) and all(line_matches(g, w) for g, w in zip(got, want))
+
+# Runs in the fresh process: reads [[code, filename], ...] as JSON on stdin and
+# writes [[printed, error or None], ...] to the file named by its argument.
+RUNNER = """
+import contextlib, io, json, sys
+namespace, results = {"__name__": "__docs__"}, []
+for code, filename in json.load(sys.stdin):
+  out = io.StringIO()
+  try:
+    with contextlib.redirect_stdout(out): exec(compile(code, filename, "exec"), namespace)
+    results.append([out.getvalue(), None])
+  except Exception as e: results.append([out.getvalue(), f"{type(e).__name__}: {e}"])
+with open(sys.argv[1], "w") as f: json.dump(results, f)
+"""
+
+def run_blocks(blocks: list[tuple[str, str]]) -> list[tuple[str, str | None]]:
+  """Run (code, filename) blocks in order in one fresh Python; return what each printed and its error, if any."""
+  env = {k: v for k, v in os.environ.items() if k not in tiny.ContextVar.registry}
+  env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+  with tempfile.TemporaryDirectory() as tmp:
+    results = pathlib.Path(tmp) / "results.json"
+    proc = subprocess.run([sys.executable, "-c", RUNNER, str(results)], input=json.dumps(blocks), cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0 or not results.exists():
+      raise RuntimeError(f"the examples' Python process failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return [(printed, error) for printed, error in json.loads(results.read_text())]
+
 def run_examples(markdown: str, name: str) -> list[str]:
-  failures, namespace = [], {"__name__": "__docs__"}
-  for code, line, expected in examples(markdown):
-    out = io.StringIO()
-    try:
-      with contextlib.redirect_stdout(out): exec(compile(code, f"{name}:{line}", "exec"), namespace)
-    except Exception as e:
-      failures.append(f"{name}:{line}: {type(e).__name__}: {e}")
-      continue
-    if expected is not None and normalize(out.getvalue()) != normalize(expected):
-      failures.append(f"{name}:{line}: printed\n{out.getvalue()}\nbut the text block after it says\n{expected}")
+  cases = examples(markdown)
+  if not cases: return []
+  failures = []
+  for (code, line, expected), (printed, error) in zip(cases, run_blocks([(code, f"{name}:{line}") for code, line, _ in cases])):
+    if error is not None: failures.append(f"{name}:{line}: {error}")
+    elif expected is not None and not output_matches(printed, expected):
+      failures.append(f"{name}:{line}: printed\n{printed}\nbut the text block after it says\n{expected}")
   return failures
 
 @pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: str(p.relative_to(ROOT)))
-def test_examples_in_docs_run_and_print_what_they_say(path, monkeypatch):
-  monkeypatch.chdir(ROOT)
+def test_examples_in_docs_run_and_print_what_they_say(path):
   failures = run_examples(path.read_text(), str(path.relative_to(ROOT)))
   assert not failures, "\n\n".join(failures)
 
@@ -172,6 +222,16 @@ def test_example_checker_catches_wrong_output_and_errors():
   failures = run_examples(page, "page.md")
   assert len(failures) == 2 and "page.md:1: printed\n2" in failures[0] and "page.md:9: NameError" in failures[1]
   assert [e for _, _, e in examples(page)] == ["3\n", None, "ok\n"]
+
+def test_three_dots_in_expected_output_stand_for_any_text_within_a_line():
+  assert output_matches("took 1.52 ms\nok\n", "took ... ms\nok")
+  assert not output_matches("took 1.52 ms\nok\n", "took ... s\nok")
+  assert not output_matches("a\nb\n", "...")  # never more than one line
+
+def test_examples_run_in_a_fresh_process_with_the_repositorys_tiny_and_default_settings(monkeypatch):
+  monkeypatch.setenv("DEBUG", "4")
+  (printed, error), = run_blocks([("import tiny\nprint(tiny.DEBUG.value)\nprint(tiny.__file__)\n", "page.md:1")])
+  assert error is None and printed.splitlines() == ["0", str(ROOT / "tiny.py")]
 
 # ## The site
 
@@ -186,4 +246,6 @@ def test_mkdocs_build_strict(tmp_path):
     assert (site / page.uri.removesuffix(".md").removesuffix("index") / "index.html").exists(), f"no page for {page.uri}"
   env_html = (site / "env" / "index.html").read_text()
   assert "<code>REWRITE_LIMIT</code>" in env_html and "generated:" not in env_html
+  dtypes_html = (site / "dtypes" / "index.html").read_text()
+  assert '<h2 id="every-pair">' in dtypes_html, "the heading after a generated table was swallowed by the table"
   assert not (ROOT / "site").exists()

@@ -16,6 +16,9 @@ them, becomes one Python block numbered with its lines in the file and
 captioned with an anchor, e.g. `tiny.py, lines 40-52` with id `L40`. Nothing is left out and nothing is
 reordered: the pages, read in order, are the file.
 
+When the site is built, mentions of a chapter in the prose ("see chapter 4")
+and the list of chapters in tiny.py's introduction become links to the pages.
+
 Hand-written pages may ask for a table computed from tiny itself with a line
 `<!-- generated: NAME -->`, NAME one of `GENERATORS` below (the dtype promotion
 table, the environment variables), so those pages cannot drift from the code.
@@ -27,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 CHAPTER = re.compile(r"^# # (\d+)\.\s+(.+?)\s*$")  # `# # 1. Helpers and settings`
-MARKER = re.compile(r"^<!-- generated: ([\w-]+) -->\s*$", re.M)
+MARKER = re.compile(r"^<!-- generated: ([\w-]+) -->[ \t]*$", re.M)  # [ \t], not \s: the blank line after it must stay
 
 # ## Reading a source file
 #
@@ -56,10 +59,11 @@ class Page:
     first = self.segments[0] if self.segments else None
     return first.lines[0][2:].strip() if first and first.kind == "prose" and first.lines[0].startswith("# ") else None
 
-  def markdown(self) -> str:
+  def markdown(self, prose: Callable[[str], str] = lambda text: text) -> str:
+    """The page as Markdown; `prose` may rewrite each prose run (the build adds links with it), never the code."""
     parts = [] if self.heading() else [f"# {self.source}"]  # every page gets a title, even a file that does not open with one
     for seg in self.segments:
-      parts.append("\n".join(seg.lines) if seg.kind == "prose" else code_markdown(self.source, seg))
+      parts.append(prose("\n".join(seg.lines)) if seg.kind == "prose" else code_markdown(self.source, seg))
     return "\n\n".join(parts) + "\n"
 
 SUBSECTION = re.compile(r"^\s+# #{2,6} ")  # an indented `# ## Title` or `# ### Title`
@@ -239,10 +243,46 @@ def on_files(files: Any, config: Any) -> Any:
     files.append(File.generated(config, page.uri, content=page.markdown()))
   return files
 
+# ## Links between chapters
+#
+# The prose of tiny.py refers to other chapters in words: "(chapter 4)", and
+# the introduction lists them all. In the site these become links, added to
+# the prose runs only (never to code, nor to code spans or fenced blocks
+# inside the prose), so the pages still hold exactly the file's text.
+
+CHAPTER_REF = re.compile(r"\b[Cc]hapter (\d+)\b")  # "chapter 4" in a sentence
+LISTED_CHAPTER = re.compile(r"^(\d+)\. (.+?)$", re.M)  # "4. The rewrite engine" in the introduction's list
+
+def chapter_links(pages: list[Page], page: Page) -> Callable[[str], str]:
+  """A prose filter for `page` that links each mention of a chapter of tiny.py that has a page."""
+  chapters = {int(p.title.split(".")[0]): p for p in pages if p.source == "tiny.py" and p.title[0].isdigit()}
+  def href(n: int) -> str: return f"/{chapters[n].uri}"  # mkdocs.yml makes /... relative to the docs folder
+  def in_words(text: str) -> str:
+    def link(m: re.Match) -> str:
+      n = int(m.group(1))
+      return f"[{m.group(0)}]({href(n)})" if n in chapters and chapters[n] is not page else m.group(0)
+    return CHAPTER_REF.sub(link, text)
+  def in_list(text: str) -> str:
+    def link(m: re.Match) -> str:
+      n = int(m.group(1))
+      return f"{n}. [{m.group(2)}]({href(n)})" if n in chapters and chapters[n].title == f"{n}. {m.group(2)}" else m.group(0)
+    return LISTED_CHAPTER.sub(link, text)
+  def outside_code(text: str, fn: Callable[[str], str]) -> str:
+    out, fenced = [], False
+    for line in text.split("\n"):
+      if line.lstrip().startswith("```"): fenced = not fenced
+      out.append(line if fenced or line.lstrip().startswith("```") else
+                 "".join(part if i % 2 else fn(part) for i, part in enumerate(re.split(r"(`+[^`]*`+)", line))))
+    return "\n".join(out)
+  is_intro = page.source == "tiny.py" and page.title == "Introduction"
+  return lambda text: outside_code(in_list(text) if is_intro else text, in_words)
+
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
   def fill(m: re.Match) -> str:
     if m.group(1) not in GENERATORS: raise ValueError(f"{page.file.src_uri} asks for unknown generated table {m.group(1)!r}; known: {sorted(GENERATORS)}")
     return GENERATORS[m.group(1)](build.tiny, build)
+  generated = next((p for p in build.pages if p.uri == page.file.src_uri), None)
+  if generated is not None: markdown = generated.markdown(chapter_links(build.pages, generated))
   return MARKER.sub(fill, markdown)
 
 def on_serve(server: Any, config: Any, builder: Any) -> Any:
