@@ -27,11 +27,11 @@
 # 12. Devices and running
 # 13. The reference device
 # 14. nn
-# 15. Seeing inside (VIZ)
+# 15. Seeing inside
 #
 # tiny consumes nothing: this file imports only the Python standard library.
 from __future__ import annotations
-import contextlib, ctypes, functools, gzip, hashlib, heapq, importlib.util, inspect, itertools, json, math, os, pathlib, struct, sys, tempfile, time, types, weakref
+import atexit, contextlib, ctypes, functools, gzip, hashlib, heapq, http.server, importlib.util, inspect, itertools, json, linecache, math, os, pathlib, struct, sys, tempfile, time, types, weakref
 from dataclasses import dataclass
 from enum import Enum, auto
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -646,14 +646,28 @@ class RewriteError(RuntimeError): pass
 
 class Tracer:
   """Receives the events of every graph_rewrite. Subclass it to watch rewrites (VIZ does)."""
-  def begin(self, name: str, root: UOp) -> None: pass
+  def begin(self, name: str, root: UOp, pm: PatternMatcher) -> None: pass
   def match(self, before: UOp, after: UOp, rule: UPat) -> None: pass
   def end(self, result: UOp) -> None: pass
+  def group(self, kind: str) -> contextlib.AbstractContextManager: return contextlib.nullcontext()
+  def kernel(self, name: str, src: str) -> None: pass
 
 tracer: Tracer | None = None
 
+# Passes come in groups: a realize runs several, and compiling one kernel runs
+# several more. `@traced("realize")` marks a function whose rewrites belong
+# together; a tracer sees them as one group, nested like the calls.
+def traced(kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+  def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def grouped(*args: Any, **kwargs: Any) -> Any:
+      if tracer is None: return fn(*args, **kwargs)
+      with tracer.group(kind): return fn(*args, **kwargs)
+    return grouped
+  return decorate
+
 def graph_rewrite(root: UOp, pm: PatternMatcher, ctx: Any = None, *, name: str, pre_order: bool = False) -> UOp:
-  if tracer is not None: tracer.begin(name, root)
+  if tracer is not None: tracer.begin(name, root, pm)
   done: dict[UOp, UOp] = {}
   active: dict[UOp, list[UPat]] = {}  # nodes whose rewritten value is still being computed -> rules fired so far
   stack: list[tuple[UOp, int, Any]] = [(root, 0, None)]
@@ -939,9 +953,10 @@ class Tensor:
 
   def __init__(self, data: Any, device: str | None = None, dtype: DType | None = None, requires_grad: bool | None = None):
     self.grad: Tensor | None = None
-    self.requires_grad = requires_grad
+    self._requires_grad = None
     if isinstance(data, UOp):  # a result of some op: under no_grad, gradients must not flow through it
       self.uop = data if Tensor.grad_enabled or _is_stored(data) else UOp(Ops.DETACH, data.dtype, (data,))
+      self.requires_grad = requires_grad
       return
     device = Device.canonicalize(device)
     if dtype is not None: Device.check_dtype(device, dtype)
@@ -956,6 +971,7 @@ class Tensor:
       if dtype is not None and dtype != src_dtype: self.uop = self.cast(dtype).uop
     else: raise TypeError(f"cannot make a Tensor from {type(data).__name__}")
     Device.check_dtype(device, self.dtype)
+    self.requires_grad = requires_grad
 
   class train(contextlib.ContextDecorator):
     """`with Tensor.train():` (or as a decorator) turns on training behaviour: dropout drops, batchnorm uses batch statistics."""
@@ -973,7 +989,11 @@ class Tensor:
   @requires_grad.setter
   def requires_grad(self, value: bool | None) -> None:
     self._requires_grad = value
-    if value: _grad_tensors[id(self)] = self
+    if not value: return
+    # a lazy tensor's UOp is shared with every equal expression (hash-consing): `Tensor.ones(3)` is the `1` of
+    # `x + 1`. A tensor that wants its own gradient needs its own buffer.
+    if not _is_stored(self.uop): self.realize()
+    _grad_tensors[id(self)] = self
   @property
   def shape(self) -> tuple[int, ...]: return self.uop.shape
   @property
@@ -1017,12 +1037,12 @@ class Tensor:
     Device.check_dtype(device, dtype)
     return Tensor(_reshape(_new_buffer(device, prod(shape), dtype), shape))
   @staticmethod
-  def full(shape: tuple[int, ...] | int, fill_value: Any, device: str | None = None, dtype: DType | None = None) -> Tensor:
+  def full(shape: tuple[int, ...] | int, fill_value: Any, device: str | None = None, dtype: DType | None = None, requires_grad: bool | None = None) -> Tensor:
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     if any(s < 0 for s in shape): raise ValueError(f"negative dimension in shape {shape}")
     dtype, device = dtype or dtypes.from_py(fill_value), Device.canonicalize(device)
     Device.check_dtype(device, dtype)
-    return Tensor(_const_uop(fill_value, dtype, device, shape))
+    return Tensor(_const_uop(fill_value, dtype, device, shape), requires_grad=requires_grad)
   @staticmethod
   def zeros(*shape: Any, **kw: Any) -> Tensor: return Tensor.full(_shape_arg(shape), 0.0, **{"dtype": dtypes.default_float, **kw})
   @staticmethod
@@ -1080,16 +1100,16 @@ class Tensor:
       x = x ^ (x >> 16)
     return x.reshape(shape)
   @staticmethod
-  def rand(*shape: Any, device: str | None = None, dtype: DType | None = None) -> Tensor:
+  def rand(*shape: Any, device: str | None = None, dtype: DType | None = None, requires_grad: bool | None = None) -> Tensor:
     """Uniform in [0, 1): the top 24 bits of a hash, scaled exactly."""
     bits = Tensor._random_bits(_shape_arg(shape), device)
-    return ((bits >> 8).cast(dtypes.float32) * (1.0 / (1 << 24))).cast(dtype or dtypes.default_float)
+    return Tensor(((bits >> 8).cast(dtypes.float32) * (1.0 / (1 << 24))).cast(dtype or dtypes.default_float).uop, requires_grad=requires_grad)
   @staticmethod
-  def randn(*shape: Any, device: str | None = None, dtype: DType | None = None) -> Tensor:
+  def randn(*shape: Any, device: str | None = None, dtype: DType | None = None, requires_grad: bool | None = None) -> Tensor:
     """Standard normal, by the Box-Muller transform of two uniforms."""
     shape = _shape_arg(shape)
     u = Tensor.rand(2, *shape, device=device, dtype=dtypes.float32)
-    return ((1 - u[0]).log() * -2).sqrt().mul((u[1] * (2 * math.pi)).cos()).cast(dtype or dtypes.default_float)
+    return Tensor(((1 - u[0]).log() * -2).sqrt().mul((u[1] * (2 * math.pi)).cos()).cast(dtype or dtypes.default_float).uop, requires_grad=requires_grad)
   @staticmethod
   def uniform(*shape: Any, low: float = 0.0, high: float = 1.0, **kw: Any) -> Tensor: return Tensor.rand(*shape, **kw) * (high - low) + low
   def rand_like(self, **kw: Any) -> Tensor: return Tensor.rand(self.shape, **{"device": self.device, "dtype": self.dtype, **kw})
@@ -1689,12 +1709,13 @@ class Tensor:
     if gradient is None:
       if self.numel() != 1: raise ValueError(f"gradient of a tensor of shape {self.shape} needs an explicit `gradient` of that shape")
       gradient = Tensor.ones(self.shape, device=self.device, dtype=self.dtype)
-    grads = compute_gradient(self.uop, gradient, [t.uop for t in targets])
-    return [grads[t.uop] if t.uop in grads else t.zeros_like() for t in targets]
+    keys = [_gradient_key(t.uop) for t in targets]
+    grads = compute_gradient(self.uop, gradient, keys)
+    return [grads[k].reshape(t.shape) if k in grads else t.zeros_like() for t, k in zip(targets, keys)]
   def backward(self, gradient: Tensor | None = None) -> Tensor:
     """Accumulate into `.grad` the gradient of this tensor for every tensor created with `requires_grad=True` that it depends on."""
     in_graph = self.uop.toposort()
-    targets = [t for t in list(_grad_tensors.values()) if t.requires_grad and t.uop in in_graph]
+    targets = [t for t in list(_grad_tensors.values()) if t.requires_grad and _gradient_key(t.uop) in in_graph]
     for t, g in zip(targets, self.gradient(*targets, gradient=gradient)): t.grad = g if t.grad is None else t.grad + g
     return self
 
@@ -1703,6 +1724,9 @@ def _scalar_dtype(dtype: DType, y: Any) -> DType:
   if not isinstance(y, (bool, int, float)): raise TypeError(f"cannot combine a Tensor with {type(y).__name__}")
   if isinstance(y, float) and not dtype.is_float: return dtypes.default_float
   return dtypes.default_int if isinstance(y, int) and not isinstance(y, bool) and dtype == dtypes.bool else dtype
+
+# A stored tensor is RESHAPE(BUFFER), and reshaping it reshapes the BUFFER directly (`_reshape`), so its gradient is the buffer's.
+def _gradient_key(u: UOp) -> UOp: return u.src[0] if u.op is Ops.RESHAPE and u.src[0].op is Ops.BUFFER else u
 
 def _spatial(x: int | Sequence[int], n: int) -> tuple[int, ...]: return (x,) * n if isinstance(x, int) else tuple(x)
 
@@ -1954,6 +1978,7 @@ def _renamed(view: UOp) -> UOp:
   _buffers[new] = _buffers[base]
   return _reshape(new, view.shape)
 
+@traced("realize")
 def realize_tensors(tensors: list[Tensor]) -> None:
   start = time.perf_counter()
   outs = [t.uop for t in tensors]
@@ -1962,7 +1987,7 @@ def realize_tensors(tensors: list[Tensor]) -> None:
   after_assign: dict[UOp, UOp] = {}
   for t, old, new in zip(tensors, outs, results):
     t.uop = after_assign.setdefault(old, _renamed(new)) if old.op is Ops.ASSIGN else new
-    if old is not t.uop: realized[old] = t.uop
+    if old is not t.uop and any(u.op is Ops.BUFFER for u in old.toposort()): realized[old] = t.uop  # equal constants must not share a buffer
   if _pending_assigns:
     ran = UOp.sink(*outs).toposort()
     for t in [t for t in _pending_assigns.values() if t.uop in ran or t.uop.op is not Ops.ASSIGN]:
@@ -2082,6 +2107,7 @@ def lower_elementwise(at: UOp, x: UOp) -> UOp:
   return UOp(x.op, x.dtype, tuple(_at(s, at.src[1:-1], at.src[-1]) for s in x.src), x.arg)
 
 def _at_of(op: Ops | set[Ops], **kw: Any) -> UPat: return UPat(Ops.AT, src=(UPat(op, name="x", **kw),), allow_any_len=True, name="at")
+_pattern_builders.add("_at_of")  # its rules are reported at the line that writes them
 
 pm_lower = PatternMatcher([
   (_at_of(Ops.RESHAPE), lower_reshape), (_at_of(Ops.PERMUTE), lower_permute), (_at_of(Ops.EXPAND), lower_expand),
@@ -2154,10 +2180,10 @@ def linearize(sink: UOp) -> list[UOp]:
       inherited = (loops[s] - (frozenset(s.src[0].src[1:]) if s.op is Ops.ASSIGN else frozenset()) for s in u.src)
       loops[u] = frozenset().union(*inherited)
   path: dict[UOp, tuple[UOp, ...]] = {}
-  for u in nodes:  # an accumulator or a store fixes the nesting of the loops it closes
-    if u.op in (Ops.ASSIGN, Ops.STORE):
-      chain = sorted(loops[u], key=lambda r: r.arg[0])
-      for i, r in enumerate(chain): path.setdefault(r, tuple(chain[:i+1]))
+  # a store fixes the nesting of the output loops; an accumulator's loops then nest inside the loops they extend
+  for u in sorted((u for u in nodes if u.op in (Ops.ASSIGN, Ops.STORE)), key=lambda u: u.op is not Ops.STORE):
+    chain = sorted(loops[u], key=lambda r: r.arg[0])
+    for i, r in enumerate(chain): path.setdefault(r, (path[chain[i-1]] if i else ()) + (r,))
   def scope(u: UOp) -> tuple[UOp, ...]:
     if u.op is Ops.RANGE: return path[u][:-1]
     if u.op is Ops.DEFINE_ACC: return path[min(u.src[1:], key=lambda r: r.arg[0])][:-1]
@@ -2444,6 +2470,7 @@ def _count_ops(program: list[UOp]) -> int:
     elif u.op in GroupOp.ALU: total += trips[-1]
   return total
 
+@traced("kernel")
 def get_program(ast: UOp, device: str) -> Kernel:
   if (key := (ast, device)) not in _programs:
     dev = Device[device]
@@ -2453,6 +2480,7 @@ def get_program(ast: UOp, device: str) -> Kernel:
     name = _kernel_name(program)
     src = dev.renderer.render(name, program)
     if DEBUG >= 4: print(src)
+    if tracer is not None: tracer.kernel(name, src)
     runtime = dev.runtime(name, dev.compiler.compile_cached(src))
     _programs[key] = Kernel(name, src, runtime, _count_ops(program), 0)
   return _programs[key]
@@ -2622,7 +2650,9 @@ def PythonDevice() -> Compiled:
 
 def _uniform_init(shape: tuple[int, ...], fan_in: int) -> Tensor:
   bound = 1 / math.sqrt(max(fan_in, 1))
-  return Tensor.uniform(*shape, low=-bound, high=bound)
+  weight = Tensor.uniform(*shape, low=-bound, high=bound)
+  weight.requires_grad = True  # a parameter: backward() fills its .grad
+  return weight
 
 class Linear:
   def __init__(self, in_features: int, out_features: int, bias: bool = True):
@@ -2655,12 +2685,13 @@ class BatchNorm:
   """Batch normalization over axis 1. In training it uses the batch's statistics and updates running ones."""
   def __init__(self, sz: int, eps: float = 1e-5, affine: bool = True, track_running_stats: bool = True, momentum: float = 0.1):
     self.eps, self.momentum, self.track_running_stats = eps, momentum, track_running_stats
-    self.weight, self.bias = (Tensor.ones(sz), Tensor.zeros(sz)) if affine else (None, None)
+    self.weight, self.bias = (Tensor.ones(sz, requires_grad=True), Tensor.zeros(sz, requires_grad=True)) if affine else (None, None)
     self.running_mean, self.running_var = Tensor.zeros(sz).contiguous(), Tensor.ones(sz).contiguous()
     self.num_batches_tracked = Tensor.zeros(1, dtype=dtypes.int32).contiguous()
+    for t in (self.running_mean, self.running_var, self.num_batches_tracked): t.requires_grad = False  # statistics, not parameters
   def __call__(self, x: Tensor) -> Tensor:
     axes = tuple(i for i in range(x.ndim) if i != 1)
-    if Tensor.training:
+    if Tensor.training or not self.track_running_stats:
       mean = x.mean(axes)
       var = (x - mean.reshape((1, -1) + (1,) * (x.ndim - 2))).square().mean(axes)
       if self.track_running_stats:
@@ -2676,7 +2707,8 @@ class LayerNorm:
   def __init__(self, normalized_shape: int | tuple[int, ...], eps: float = 1e-5, elementwise_affine: bool = True):
     self.shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     self.eps = eps
-    self.weight, self.bias = (Tensor.ones(*self.shape), Tensor.zeros(*self.shape)) if elementwise_affine else (None, None)
+    self.weight, self.bias = (None, None) if not elementwise_affine else \
+      (Tensor.ones(*self.shape, requires_grad=True), Tensor.zeros(*self.shape, requires_grad=True))
   def __call__(self, x: Tensor) -> Tensor:
     if x.shape[-len(self.shape):] != self.shape: raise ValueError(f"LayerNorm{self.shape} got input of shape {x.shape}")
     x = x.layernorm(tuple(range(-len(self.shape), 0)), self.eps)
@@ -2684,12 +2716,12 @@ class LayerNorm:
 
 class RMSNorm:
   def __init__(self, dim: int, eps: float = 1e-6):
-    self.eps, self.weight = eps, Tensor.ones(dim)
+    self.eps, self.weight = eps, Tensor.ones(dim, requires_grad=True)
   def __call__(self, x: Tensor) -> Tensor: return x * (x.square().mean(-1, keepdim=True) + self.eps).rsqrt() * self.weight
 
 class Embedding:
   def __init__(self, vocab_size: int, embed_size: int):
-    self.vocab_size, self.weight = vocab_size, Tensor.randn(vocab_size, embed_size)
+    self.vocab_size, self.weight = vocab_size, Tensor.randn(vocab_size, embed_size, requires_grad=True)
   def __call__(self, idx: Tensor) -> Tensor: return self.weight[idx]
 
 # ## Finding and saving parameters
@@ -2761,14 +2793,15 @@ def safe_load(fn: str, device: str | None = None) -> dict[str, Tensor]:
 
 class Optimizer:
   def __init__(self, params: list[Tensor], lr: float):
-    self.params = list({id(p): p for p in params}.values())
-    for p in self.params:
+    for p in params:
       if p.requires_grad is None: p.requires_grad = True
+    self.params = list({id(p): p for p in params if p.requires_grad}.values())  # frozen tensors are not trained
+    for p in self.params:
       if not _is_stored(p.uop): p.realize()
     self.lr = Tensor([lr], device=self.params[0].device if self.params else None)
   def zero_grad(self) -> None:
     for p in self.params: p.grad = None
-  def step(self) -> None: Tensor.realize(*self.schedule_step())
+  def step(self) -> None: Tensor.realize(*self.schedule_step(), *_pending_assigns.values())  # pending assigns (BatchNorm statistics) read the old weights
   def schedule_step(self) -> list[Tensor]:
     """Assign every update (lazily) and return the tensors to realize."""
     missing = [i for i, p in enumerate(self.params) if p.grad is None]
@@ -2825,6 +2858,8 @@ def _read_idx(path: pathlib.Path) -> Tensor:
   if raw[:2] != b"\0\0" or raw[2] != 0x08: raise ValueError(f"{path} is not an IDX file of unsigned bytes")
   ndim = raw[3]
   shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+  if len(raw) != 4 + 4 * ndim + prod(shape):
+    raise ValueError(f"{path} has {len(raw) - 4 - 4 * ndim} bytes of data, its IDX header promises {prod(shape)} (shape {shape})")
   return Tensor(_buffer_from_bytes(raw[4 + 4 * ndim:], dtypes.uint8, shape, Device.DEFAULT))
 
 def mnist(folder: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -2852,3 +2887,519 @@ state = _namespace("nn.state", get_state_dict=get_state_dict, get_parameters=get
 nn = _namespace("nn", Linear=Linear, Conv2d=Conv2d, ConvTranspose2d=ConvTranspose2d, BatchNorm=BatchNorm, BatchNorm2d=BatchNorm2d,
                 LayerNorm=LayerNorm, RMSNorm=RMSNorm, Embedding=Embedding, optim=optim, state=state)
 datasets = _namespace("datasets", mnist=mnist)
+
+# # 15. Seeing inside
+#
+# A compiler made of rewrites is easy to read one rule at a time and hard to
+# follow as a whole: `(a*b).sum()` goes through a dozen passes and a few hundred
+# rule firings before it becomes C. Two tools show what happened.
+#
+# `DEBUG` prints as it goes, and you have met its levels where they print: 1 a
+# line per realize, 2 a line per kernel run, 3 the kernel's UOps, 4 its
+# generated source, 5 the linearized program. It answers "what ran?".
+#
+# `VIZ=1` answers "why does the kernel look like this?". It installs a `Tracer`
+# (chapter 4) that records every named `graph_rewrite`: the graph that went in,
+# every match (the UOp before, the UOp after, the rule that fired) and the graph
+# that came out. Passes called from inside a rule of another pass are recorded
+# as its children, and the `@traced` stages group the passes into realizes and
+# kernels; a kernel also keeps its generated source. At exit the record becomes
+# one HTML page: pick a pass, see its graph, step through the matches one at a
+# time with the changed nodes highlighted and the rule's source beside them.
+# `VIZ=text` prints the same record as a compact diff instead.
+#
+# Three choices keep it small and harmless:
+#
+# - The record holds *numbers*, not UOps. Each UOp seen gets an id and one row
+#   (op, dtype, source ids, arg, shape) in a node table, and events refer to
+#   ids. Holding the UOps would keep every buffer they name alive for the life
+#   of the program; the ids are kept in a weak dictionary instead, so a UOp
+#   seen twice is written once while it lives (and one that died and was
+#   built again is merged with its old row when the page is written).
+# - Only the matches are recorded, not the graph after each one. The page
+#   rebuilds the graph at step k itself: it replays the first k matches on the
+#   input graph the way `graph_rewrite` applies rules (sources first, a result
+#   rewritten again), treating the recorded matches as a table of rules. This
+#   is exact because UOps are hash-consed: a rebuilt node with the same fields
+#   is the same node, so it finds the same id in the table.
+# - The page is a string in this file, with its own layout code (longest-path
+#   layers, barycenter ordering, SVG). A vendored `tiny.py` alone can show it,
+#   with no network and no other files.
+#
+# What tinygrad's VIZ does beyond this: a profiler timeline of rewrites and
+# kernel runs, a diff of the rendered UOp at each match, the timing of each
+# rule, views of the disassembly and of hardware counters, and a command-line
+# browser of the same record.
+
+VIZ_PORT = ContextVar("VIZ_PORT", 8000, "the port VIZ=1 serves its page on, when stdout is a terminal")
+
+# Nodes are colored by what kind of thing they are, so the shape of a kernel
+# (loads feeding arithmetic feeding an accumulator) shows before any label is
+# read. The page maps each kind to a color.
+_KINDS = {"buffer": {Ops.BUFFER, Ops.PARAM, Ops.DEVICE, Ops.COPY}, "memory": {Ops.AT, Ops.INDEX, Ops.LOAD, Ops.STORE},
+          "movement": GroupOp.Movement, "reduce": {Ops.REDUCE_AXIS, Ops.REDUCE, Ops.DEFINE_ACC, Ops.ASSIGN},
+          "loop": {Ops.RANGE, Ops.END}, "const": {Ops.CONST, Ops.DEFINE_VAR, Ops.ARANGE}, "alu": GroupOp.Elementwise}
+_KIND_OF = {op: kind for kind, ops in _KINDS.items() for op in ops}
+
+def _shape_text(u: UOp) -> str:
+  try: return "" if u.shape is None else str(u.shape)
+  except Exception: return ""  # a malformed graph has no shape; the viewer still shows it
+
+# The compact one-line form of a graph used by the step list and by
+# `VIZ=text`: loads, loops and constants by short names, everything else as
+# `OP(sources)`, cut off below a few levels.
+def _expr(nodes: list[list[Any]], i: int, depth: int = 3) -> str:
+  op, _, srcs, arg = nodes[i][:4]
+  if op == "CONST": return arg
+  if op in ("RANGE", "PARAM", "BUFFER"): return {"RANGE": "r", "PARAM": "data", "BUFFER": "buf"}[op] + arg.strip("()").split(",")[0]
+  inner = "…" if depth == 0 else ", ".join([_expr(nodes, s, depth - 1) for s in srcs[:4]] + ["…"] * (len(srcs) > 4))
+  return op + ("" if arg == "None" else f"[{arg}]") + (f"({inner})" if srcs else "")
+
+def _short(text: str, width: int = 110) -> str: return text if len(text) <= width else text[:width - 1] + "…"
+
+class VizTracer(Tracer):
+  def __init__(self) -> None:
+    self.nodes: list[list[Any]] = []  # id -> [op, dtype, source ids, arg, shape, kind]
+    self.ids: weakref.WeakKeyDictionary[UOp, int] = weakref.WeakKeyDictionary()
+    self.rules: list[dict[str, Any]] = []
+    self.rule_ids: dict[tuple[UPat, Any], int] = {}
+    self.groups: list[dict[str, Any]] = []
+    self.passes: list[dict[str, Any]] = []
+    self.open_groups: list[tuple[int, int, bool]] = []  # (group, how many passes were open when it opened, implicit?)
+    self.open_passes: list[tuple[int, PatternMatcher]] = []
+    self.counts: dict[str, int] = {}
+
+  def node(self, u: UOp) -> int:
+    """The id of u, giving ids to u and every not yet numbered UOp below it (sources first)."""
+    if (i := self.ids.get(u)) is not None: return i
+    for n in u.toposort(lambda n: n not in self.ids):
+      self.ids[n] = len(self.nodes)
+      self.nodes.append([n.op.name, n.dtype.name, [self.ids[s] for s in n.src], repr(n.arg), _shape_text(n), _KIND_OF.get(n.op, "other")])
+    return self.ids[u]
+
+  # ### Groups
+  # A group is a realize or a kernel (from `@traced`), nested like the calls
+  # that made them. A pass run outside any group, such as a `simplify()` you
+  # call yourself, gets a group of its own. A kernel found in the program
+  # cache runs no passes, and its empty group is dropped.
+  def open_group(self, name: str, implicit: bool) -> int:
+    parent = self.open_groups[-1][0] if self.open_groups else -1
+    self.groups.append({"name": name, "parent": parent, "passes": [], "src": None})
+    self.open_groups.append((len(self.groups) - 1, len(self.open_passes), implicit))
+    return len(self.groups) - 1
+
+  @contextlib.contextmanager
+  def group(self, kind: str) -> Iterator[None]:
+    self.counts[kind] = self.counts.get(kind, 0) + 1
+    g = self.open_group(f"{kind} {self.counts[kind]}", False)
+    try: yield
+    finally:
+      _, base, _ = self.open_groups.pop()
+      del self.open_passes[base:]  # passes left open by an exception
+      kernels = sum(1 for other in self.groups[g + 1:] if other["parent"] == g)
+      if kernels: self.groups[g]["name"] += f" · {kernels} kernel{'s' * (kernels > 1)}"
+      if g == len(self.groups) - 1 and not self.groups[g]["passes"]: self.groups.pop()
+
+  def kernel(self, name: str, src: str) -> None:
+    self.groups[self.open_groups[-1][0]].update(name=f"kernel {name}", src=src)
+
+  # ### Passes and matches
+  def begin(self, name: str, root: UOp, pm: PatternMatcher) -> None:
+    if not self.open_groups: self.open_group(name, True)
+    g, base, _ = self.open_groups[-1]
+    self.passes.append({"name": name, "group": g, "depth": len(self.open_passes) - base, "root": self.node(root), "out": None, "matches": []})
+    self.groups[g]["passes"].append(len(self.passes) - 1)
+    self.open_passes.append((len(self.passes) - 1, pm))
+
+  def match(self, before: UOp, after: UOp, rule: UPat) -> None:
+    p, pm = self.open_passes[-1]
+    self.passes[p]["matches"].append([self.node(before), self.node(after), self.rule(rule, pm)])
+
+  def end(self, result: UOp) -> None:
+    p, _ = self.open_passes.pop()
+    self.passes[p]["out"] = self.node(result)
+    if self.open_groups and self.open_groups[-1][2] and len(self.open_passes) == self.open_groups[-1][1]: self.open_groups.pop()
+
+  def rule(self, pat: UPat, pm: PatternMatcher) -> int:
+    """The id of a rule: where its pattern was written, that line's text, and its function, read now while the files are at hand."""
+    fn = next(f for p, f in pm.patterns if p is pat)  # a scan, but only while recording
+    if (key := (pat, fn)) not in self.rule_ids:
+      code = getattr(fn, "__code__", None)
+      try: fn_lines, fn_line = inspect.getsourcelines(fn)
+      except (OSError, TypeError): fn_lines, fn_line = [], 0
+      same_line = fn.__name__ == "<lambda>" and fn_line == pat.location[1] and len(fn_lines) == 1
+      self.rule_ids[key] = len(self.rules)
+      self.rules.append({"file": pat.location[0], "line": pat.location[1], "text": linecache.getline(*pat.location).strip(),
+                         "fn": fn.__name__, "fn_file": code.co_filename if code else "", "fn_line": fn_line,
+                         "fn_src": "" if same_line else "".join(fn_lines[:40])})
+    return self.rule_ids[key]
+
+  # ### Output
+  def data(self) -> dict[str, Any]:
+    """The whole record as plain data, with each match's before and after in one-line form."""
+    # A UOp that died and was built again later got a second id. Equal rows become one here, so that equal
+    # nodes have equal ids, as equal UOps are one object: the page's replay relies on it.
+    same: dict[str, int] = {}
+    new_id: list[int] = []
+    nodes: list[list[Any]] = []
+    for op, dtype, srcs, *rest in self.nodes:
+      row = [op, dtype, [new_id[s] for s in srcs], *rest]
+      key = repr(row[:4])
+      if key not in same:
+        same[key] = len(nodes)
+        nodes.append(row)
+      new_id.append(same[key])
+    passes = [{**p, "root": new_id[p["root"]], "out": None if p["out"] is None else new_id[p["out"]],
+               "matches": [[new_id[b], new_id[a], r, _short(_expr(nodes, new_id[b])), _short(_expr(nodes, new_id[a]))]
+                           for b, a, r in p["matches"]]} for p in self.passes]
+    return {"nodes": nodes, "rules": self.rules, "groups": self.groups, "passes": passes}
+
+  def text(self) -> str:
+    data, lines = self.data(), []
+    for g in data["groups"]:
+      indent, parent = "", g["parent"]
+      while parent != -1: indent, parent = indent + "  ", data["groups"][parent]["parent"]
+      lines.append(f"{indent}{g['name']}")
+      for p in (data["passes"][i] for i in g["passes"]):
+        pad = indent + "  " * (p["depth"] + 1)
+        lines.append(f"{pad}{p['name']}: {len(p['matches'])} match{'es' * (len(p['matches']) != 1)}")
+        for k, (_, _, r, before, after) in enumerate(p["matches"], 1):
+          rule = data["rules"][r]
+          lines.append(f"{pad}  {k:3d} {before}\n{pad}      -> {after}    [{os.path.basename(rule['file'])}:{rule['line']} {rule['fn']}]")
+    return "\n".join(lines)
+
+  def page(self) -> str:
+    # `</` is escaped so no string in the data can close the script tag that holds it
+    return VIZ_PAGE.replace("__DATA__", json.dumps(self.data()).replace("</", "<\\/"))
+
+# At exit the record is printed (`VIZ=text`) or written to a page in the temp
+# folder, and its path printed. When a person is watching (stdout is a
+# terminal) the page is also served on 127.0.0.1, so a browser, or an ssh
+# tunnel from the machine in front of you, opens it by URL; Ctrl-C stops the
+# server and ends the program.
+def serve(page: bytes, port: int) -> None:
+  class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+      self.send_response(200)
+      self.send_header("Content-Type", "text/html; charset=utf-8")
+      self.end_headers()
+      self.wfile.write(page)
+    def log_message(self, *args: Any) -> None: pass
+  try: server = http.server.HTTPServer(("127.0.0.1", port), Handler)
+  except OSError as e:
+    print(f"VIZ: cannot serve on port {port} ({e}); set VIZ_PORT to another port")
+    return
+  print(f"VIZ: serving http://127.0.0.1:{port} (Ctrl-C to stop)")
+  with server:
+    try: server.serve_forever()
+    except KeyboardInterrupt: pass
+
+def _viz_at_exit(viz: VizTracer) -> None:
+  if VIZ.value == "text":
+    print(viz.text())
+    return
+  page, path = viz.page(), pathlib.Path(tempfile.gettempdir()) / f"tiny-viz-{os.getpid()}.html"
+  path.write_text(page, encoding="utf-8")
+  print(f"VIZ: {len(viz.passes)} passes in {len(viz.groups)} groups written to {path}")
+  if sys.stdout.isatty(): serve(page.encode(), VIZ_PORT.value)
+
+# The page. Its code (HTML, CSS and JavaScript) has a line budget of its own
+# in LINECOUNT, apart from tiny.py's. It reads the record from the JSON in its
+# `data` script, and its state from the URL hash (`#p=3&s=2`: pass 3, step 2),
+# so a link or a reload shows the same step.
+VIZ_PAGE = r"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>tiny VIZ</title>
+<style>
+* { box-sizing: border-box; }
+body { margin: 0; height: 100vh; display: grid; grid-template-columns: 270px minmax(0, 1fr) 420px; font: 13px system-ui, sans-serif; color: #222; background: #fafafa; }
+nav, aside { overflow: auto; background: #fff; }
+nav { border-right: 1px solid #ddd; padding: 4px 0; }
+aside { border-left: 1px solid #ddd; padding: 4px 12px; }
+nav div { padding: 3px 8px; cursor: pointer; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+nav .group { font-weight: 600; margin-top: 2px; }
+nav .group.open { background: #eef2ff; }
+nav .cur { background: #2563eb; color: #fff; }
+nav .count { color: #888; font-size: 11px; }
+nav .cur .count { color: #dbe4ff; }
+main { display: flex; flex-direction: column; min-height: 0; }
+header { padding: 6px 10px; border-bottom: 1px solid #ddd; background: #fff; display: flex; gap: 8px; align-items: center; white-space: nowrap; }
+header input { flex: 1; min-width: 80px; }
+#warn { color: #b91c1c; }
+svg { flex: 1; min-height: 0; cursor: grab; user-select: none; }
+.node rect { stroke: #777; stroke-width: 1; }
+.node text { font: 11px ui-monospace, SFMono-Regular, Menlo, monospace; fill: #222; }
+.node text.op { font-weight: bold; }
+.node.new rect { stroke: #ea580c; stroke-width: 3; }
+.node.hit rect { stroke: #dc2626; stroke-width: 4; }
+.edge { fill: none; stroke: #9ca3af; stroke-width: 1.2; }
+.k-buffer rect { fill: #cfe3ff; } .k-memory rect { fill: #ffe3a8; } .k-movement rect { fill: #d4f0c8; } .k-reduce rect { fill: #f8c6c6; }
+.k-loop rect { fill: #e4d2f8; } .k-const rect { fill: #ececec; } .k-alu rect { fill: #fff; } .k-other rect { fill: #fdf4c8; }
+h3 { margin: 12px 0 4px; font-size: 11px; letter-spacing: .05em; text-transform: uppercase; color: #666; }
+pre { background: #f4f4f5; padding: 6px 8px; margin: 4px 0; overflow: auto; font: 11.5px ui-monospace, SFMono-Regular, Menlo, monospace; }
+pre.wrap { white-space: pre-wrap; overflow-wrap: anywhere; }
+.loc { color: #1d4ed8; font: 12px ui-monospace, SFMono-Regular, Menlo, monospace; }
+#steps { margin: 0; padding: 0; list-style: none; max-height: 34vh; overflow: auto; border: 1px solid #eee; }
+#steps li { padding: 2px 6px; cursor: pointer; font: 11.5px ui-monospace, SFMono-Regular, Menlo, monospace; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+#steps li.cur { background: #2563eb; color: #fff; }
+</style></head><body>
+<nav id="groups"></nav>
+<main>
+  <header><b id="title"></b><button id="prev" title="previous step (←)">◀</button><input id="slider" type="range" min="0" value="0">
+    <button id="next" title="next step (→)">▶</button><span id="stepinfo"></span><span id="warn"></span></header>
+  <svg id="graph"><defs><marker id="arrow" viewBox="0 0 8 8" refX="8" refY="4" markerWidth="7" markerHeight="7" orient="auto">
+    <path d="M0,0L8,4L0,8z" fill="#9ca3af"/></marker></defs><g id="view"></g></svg>
+</main>
+<aside><h3>Match</h3><div id="match"></div><h3>Steps</h3><ol id="steps"></ol>
+  <div id="kernel"><h3>Kernel source</h3><pre id="src"></pre></div></aside>
+<script id="data" type="application/json">__DATA__</script>
+<script>
+"use strict";
+const D = JSON.parse(document.getElementById("data").textContent), N = D.nodes;  // node: [op, dtype, srcs, arg, shape, kind]
+const $ = (id) => document.getElementById(id), base = (path) => path.split(/[\\/]/).pop();
+function el(tag, attrs, parent, text) {
+  const svg = ["g", "rect", "text", "path", "title"].includes(tag) && parent && parent.namespaceURI.endsWith("svg");
+  const e = svg ? document.createElementNS("http://www.w3.org/2000/svg", tag) : document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+  if (text !== undefined) e.textContent = text;
+  if (parent) parent.appendChild(e);
+  return e;
+}
+
+// Hash-consing, as in tiny: a node rebuilt with the same fields is the same node, so it finds its recorded id.
+const key = (op, dtype, srcs, arg) => `${op}|${dtype}|${arg}|${srcs.join(",")}`;
+const byKey = new Map(N.map((n, i) => [key(n[0], n[1], n[2], n[3]), i]));
+function rebuild(i, srcs) {
+  if (srcs.every((s, j) => s === N[i][2][j])) return i;
+  const k = key(N[i][0], N[i][1], srcs, N[i][3]);
+  if (!byKey.has(k)) { byKey.set(k, N.length); N.push([N[i][0], N[i][1], srcs, ...N[i].slice(3)]); }
+  return byKey.get(k);
+}
+function toposort(root) {  // every node reachable from root, sources first
+  const order = [], seen = new Set(), stack = [[root, false]];
+  while (stack.length) {
+    const [n, srcsDone] = stack.pop();
+    if (srcsDone) { order.push(n); continue; }
+    if (seen.has(n)) continue;
+    seen.add(n);
+    stack.push([n, true]);
+    for (let j = N[n][2].length - 1; j >= 0; j--) if (!seen.has(N[n][2][j])) stack.push([N[n][2][j], false]);
+  }
+  return order;
+}
+
+// The graph after the first k matches of a pass: graph_rewrite again, in the same order, with those matches as its
+// only rules. A node offered twice may have been rewritten twice differently (a rule with a context, like one that
+// opens a new loop): the recorded results are used in turn. Step 0 is the input, the step after the last match the
+// recorded output.
+function replay(P, k) {
+  if (k === 0) return P.root;
+  if (k > P.matches.length) return P.out;
+  const rules = new Map(), done = new Map(), active = new Set(), stack = [[P.root, 0]];
+  for (const m of P.matches.slice(0, k)) rules.set(m[0], [...(rules.get(m[0]) || []), m[1]]);
+  const fire = (n, r) => {  // n became r: rewrite r too, its value is n's
+    if (done.has(r)) done.set(n, done.get(r));
+    else if (active.has(r)) done.set(n, r);  // the pass looped (it raised): stop here
+    else { active.add(n); stack.push([n, 2, r], [r, 0]); }
+  };
+  while (stack.length) {
+    const [n, stage, r] = stack.pop();
+    if (stage === 2) { done.set(n, done.get(r)); active.delete(n); }
+    else if (done.has(n)) continue;
+    else if (stage === 0 && rules.get(n)?.length) fire(n, rules.get(n).shift());
+    else if (stage === 0) { stack.push([n, 1]); for (const s of [...N[n][2]].reverse()) if (!done.has(s)) stack.push([s, 0]); }
+    else {
+      const b = rebuild(n, N[n][2].map((s) => done.get(s) ?? s));
+      if (rules.get(b)?.length) fire(n, rules.get(b).shift()); else { done.set(n, b); done.set(b, b); }
+    }
+  }
+  return done.get(P.root);
+}
+
+// Layout. Constants and devices, shared by many users, would pull long edges across the whole graph: they are
+// folded into their users' labels instead (`(·, 3)`: a second source that is the constant 3), unless they just
+// changed. Layers count up from the root, a node one layer above its deepest user; an edge that skips layers gets a
+// point on each. Each layer is then ordered by the mean position of its neighbors, sweeping down and up, and nodes
+// slide toward their neighbors without overlapping.
+const CH = 6.7, LH = 14, GAP_X = 16, GAP_Y = 40, cut = (s) => (s.length > 36 ? s.slice(0, 35) + "…" : s);
+function label(i, folded) {
+  const [op, dtype, srcs, arg, shape] = N[i], lines = [op, `${dtype === "void" ? "" : dtype} ${shape}`.trim()];
+  if (arg !== "None") lines.push(cut(arg));
+  if (srcs.some(folded)) lines.push(cut(`(${srcs.map((s) => (folded(s) ? N[s][3] : "·")).join(", ")})`));
+  return lines.filter((l) => l);
+}
+function layout(root, keep) {
+  const folded = (i) => (N[i][0] === "CONST" || N[i][0] === "DEVICE") && i !== root && !keep.has(i);
+  const ids = toposort(root).filter((i) => !folded(i)), depth = new Map([[root, 0]]), items = [], at = new Map(), edges = [];
+  for (let j = ids.length - 1; j >= 0; j--) for (const s of N[ids[j]][2]) depth.set(s, Math.max(depth.get(s) ?? 0, depth.get(ids[j]) + 1));
+  const top = ids.reduce((m, i) => Math.max(m, depth.get(i)), 0), layers = Array.from({ length: top + 1 }, () => []);
+  const add = (id, layer, lines) => {
+    const w = lines.length ? Math.max(...lines.map((l) => l.length)) * CH + 14 : 4;
+    items.push({ id, layer, lines, w, h: lines.length ? lines.length * LH + 8 : 0, up: [], down: [] });
+    layers[layer].push(items.length - 1);
+    return items.length - 1;
+  };
+  for (const i of ids) at.set(i, add(i, top - depth.get(i), label(i, folded)));
+  for (const i of ids) for (const s of new Set(N[i][2].filter((s) => !folded(s)))) {
+    const chain = [at.get(s)];
+    for (let l = items[at.get(s)].layer + 1; l < items[at.get(i)].layer; l++) chain.push(add(-1, l, []));
+    chain.push(at.get(i));
+    for (let j = 1; j < chain.length; j++) { items[chain[j]].up.push(chain[j - 1]); items[chain[j - 1]].down.push(chain[j]); }
+    edges.push(chain);
+  }
+  const x = new Float64Array(items.length), mean = (ks, dflt) => (ks.length ? ks.reduce((a, k) => a + x[k], 0) / ks.length : dflt);
+  const place = () => layers.forEach((L) => L.forEach((k, j) => (x[k] = j)));
+  place();
+  for (let iter = 0; iter < 8; iter++) {
+    const down = iter % 2 === 0, bary = new Map();
+    for (const L of down ? layers : [...layers].reverse()) {
+      for (const k of L) bary.set(k, mean(down ? items[k].up : items[k].down, x[k]));
+      L.sort((a, b) => bary.get(a) - bary.get(b));
+      L.forEach((k, j) => (x[k] = j));
+    }
+  }
+  for (const L of layers) L.reduce((left, k) => ((x[k] = left + items[k].w / 2), left + items[k].w + GAP_X), 0);
+  for (let iter = 0; iter < 12; iter++) {
+    for (const L of iter % 2 ? [...layers].reverse() : layers) {  // pack left and pack right, then average: never overlaps
+      const want = L.map((k) => mean(items[k].up.concat(items[k].down), x[k])), a = want.slice(), b = want.slice();
+      const sep = (j) => (items[L[j - 1]].w + items[L[j]].w) / 2 + GAP_X;
+      for (let j = 1; j < L.length; j++) a[j] = Math.max(want[j], a[j - 1] + sep(j));
+      for (let j = L.length - 2; j >= 0; j--) b[j] = Math.min(want[j], b[j + 1] - sep(j + 1));
+      L.forEach((k, j) => (x[k] = (a[j] + b[j]) / 2));
+    }
+  }
+  const y = [];
+  layers.reduce((top, L) => { const h = Math.max(0, ...L.map((k) => items[k].h)); y.push(top + h / 2); return top + h + GAP_Y; }, 0);
+  return { items, edges, x, y: (k) => y[items[k].layer] };
+}
+
+// Drawing, and panning (drag) and zooming (wheel) the drawing; a double click or the f key fits it to the window.
+const svg = $("graph"), T = { x: 0, y: 0, s: 1 };
+const applyView = () => $("view").setAttribute("transform", `translate(${T.x},${T.y}) scale(${T.s})`);
+function draw(root, fresh, hit, refit) {
+  const { items, edges, x, y } = layout(root, new Set([...fresh, hit])), view = $("view");
+  view.replaceChildren();
+  for (const chain of edges) {
+    const pts = chain.map((k, j) => [x[k], y(k) + (j === 0 ? items[k].h / 2 : j === chain.length - 1 ? -items[k].h / 2 : 0)]);
+    let d = `M${pts[0][0]},${pts[0][1]}`;
+    for (let j = 1; j < pts.length; j++) {
+      const m = (pts[j - 1][1] + pts[j][1]) / 2;
+      d += ` C${pts[j - 1][0]},${m} ${pts[j][0]},${m} ${pts[j][0]},${pts[j][1]}`;
+    }
+    el("path", { d, class: "edge", "marker-end": "url(#arrow)" }, view);
+  }
+  let box = [Infinity, Infinity, -Infinity, -Infinity];
+  items.forEach((it, k) => {
+    if (it.id < 0) return;
+    const left = x[k] - it.w / 2, top = y(k) - it.h / 2, n = N[it.id];
+    box = [Math.min(box[0], left), Math.min(box[1], top), Math.max(box[2], left + it.w), Math.max(box[3], top + it.h)];
+    const cls = `node k-${n[5]}${fresh.has(it.id) ? " new" : ""}${it.id === hit ? " hit" : ""}`;
+    const g = el("g", { class: cls, transform: `translate(${left},${top})`, "data-id": it.id }, view);
+    el("rect", { width: it.w, height: it.h, rx: 4 }, g);
+    it.lines.forEach((l, j) => el("text", { x: 7, y: 15 + j * LH, class: j ? "" : "op" }, g, l));
+    el("title", {}, g, `#${it.id} ${n[0]} ${n[1]} ${n[4]}\narg: ${n[3]}\nsrc: ${n[2].map((s) => "#" + s).join(" ")}`);
+  });
+  if (refit) {  // fit the whole graph, but never so small that labels cannot be read: then show its top, centered
+    const W = svg.clientWidth, H = svg.clientHeight, w = box[2] - box[0], h = box[3] - box[1];
+    T.s = Math.max(0.6, Math.min(1.1, (W - 30) / w, (H - 30) / h));
+    T.x = (W - w * T.s) / 2 - box[0] * T.s;
+    T.y = Math.max(15, (H - h * T.s) / 2) - box[1] * T.s;
+  }
+  applyView();
+  return items.filter((it) => it.id >= 0).length;
+}
+svg.addEventListener("wheel", (e) => {
+  e.preventDefault();
+  const f = Math.exp(-e.deltaY / 400), r = svg.getBoundingClientRect(), mx = e.clientX - r.left, my = e.clientY - r.top;
+  Object.assign(T, { x: mx - (mx - T.x) * f, y: my - (my - T.y) * f, s: T.s * f });
+  applyView();
+}, { passive: false });
+let drag = null;
+svg.addEventListener("mousedown", (e) => (drag = [e.clientX - T.x, e.clientY - T.y]));
+addEventListener("mousemove", (e) => { if (drag) { T.x = e.clientX - drag[0]; T.y = e.clientY - drag[1]; applyView(); } });
+addEventListener("mouseup", () => (drag = null));
+
+// The side panels: groups and their passes, the match at this step, the list of steps, the kernel's source.
+const depthOf = (g) => (g.parent < 0 ? 0 : 1 + depthOf(D.groups[g.parent]));
+function sidebar(p) {
+  const nav = $("groups");
+  nav.replaceChildren();
+  D.groups.forEach((g, gi) => {
+    const open = gi === D.passes[p].group, pad = 8 + 14 * depthOf(g);
+    el("div", { class: "group" + (open ? " open" : ""), style: `padding-left:${pad}px` }, nav, g.name).onclick = () => select(g.passes[0], 0);
+    if (open) for (const pi of g.passes) {
+      const P = D.passes[pi], row = el("div", { class: pi === p ? "cur" : "", style: `padding-left:${pad + 14 + 14 * P.depth}px` }, nav, P.name + " ");
+      el("span", { class: "count" }, row, `${P.matches.length} match${P.matches.length === 1 ? "" : "es"}`);
+      row.onclick = () => select(pi, 0);
+    }
+  });
+}
+function stepList(P) {
+  const ol = $("steps"), item = (text) => el("li", { title: text }, ol, text);
+  ol.replaceChildren();
+  ol.onclick = (e) => e.target.tagName === "LI" && select(cur.p, [...ol.children].indexOf(e.target));
+  item(`input: ${toposort(P.root).length} nodes`);
+  P.matches.forEach((m, j) => item(`${j + 1}. ${D.rules[m[2]].fn}: ${m[3]} → ${m[4]}`));
+  if (P.out !== null) item(`output: ${toposort(P.out).length} nodes`);
+}
+function matchPanel(P, s) {
+  const box = $("match"), m = P.matches[s - 1];
+  box.replaceChildren();
+  if (!m) return el("div", {}, box, s === 0 ? "The graph this pass was given." : "The graph this pass returned.");
+  const R = D.rules[m[2]];
+  el("div", { class: "loc" }, box, `rule at ${base(R.file)}:${R.line}`);
+  el("pre", { id: "rule", class: "wrap" }, box, R.text);
+  el("div", { class: "loc" }, box, `function ${R.fn}` + (R.fn_file ? ` at ${base(R.fn_file)}:${R.fn_line}` : ""));
+  if (R.fn_src) el("pre", {}, box, R.fn_src);
+  el("pre", { class: "wrap" }, box, `${m[3]}\n→ ${m[4]}`);
+}
+
+let cur = { p: -1, s: 0 };
+function select(p, s, fit) {
+  const P = D.passes[p], last = P.matches.length + (P.out === null ? 0 : 1), G = D.groups[P.group];
+  s = Math.max(0, Math.min(s, last));
+  const newPass = p !== cur.p;
+  cur = { p, s };
+  history.replaceState(null, "", `#p=${p}&s=${s}`);
+  if (newPass) {
+    sidebar(p);
+    stepList(P);
+    $("title").textContent = `${G.name} › ${P.name}`;
+    $("kernel").style.display = G.src ? "" : "none";
+    $("src").textContent = G.src || "";
+    $("slider").max = last;
+    $("warn").textContent = P.out !== null && replay(P, P.matches.length) !== P.out ? "replay differs from the recorded output" : "";
+  }
+  [...$("steps").children].forEach((li, j) => { li.className = j === s ? "cur" : ""; if (j === s) li.scrollIntoView({ block: "nearest" }); });
+  $("slider").value = s;
+  $("stepinfo").textContent = `step ${s} / ${last}`;
+  matchPanel(P, s);
+  const root = replay(P, s), m = P.matches[s - 1], before = new Set(s ? toposort(replay(P, s - 1)) : []);
+  const fresh = new Set(m ? toposort(m[1]).filter((i) => !before.has(i)) : []);
+  const drawn = draw(root, fresh, m ? m[1] : -1, newPass || fit);
+  Object.assign(document.body.dataset, { pass: p, step: s, nodes: drawn, fresh: $("view").querySelectorAll(".new").length });
+}
+$("prev").onclick = () => select(cur.p, cur.s - 1);
+$("next").onclick = () => select(cur.p, cur.s + 1);
+$("slider").oninput = (e) => select(cur.p, +e.target.value);
+svg.addEventListener("dblclick", () => select(cur.p, cur.s, true));
+addEventListener("keydown", (e) => {
+  if (e.key === "f") return select(cur.p, cur.s, true);
+  const moves = { ArrowLeft: [0, -1], ArrowRight: [0, 1], ArrowUp: [-1, 0], ArrowDown: [1, 0] }, mv = moves[e.key];
+  if (!mv) return;
+  e.preventDefault();
+  if (mv[0]) select(Math.max(0, Math.min(D.passes.length - 1, cur.p + mv[0])), 0); else select(cur.p, cur.s + mv[1]);
+});
+
+// Start where the URL hash says (#p=3&s=2), else at the first pass with a match.
+// #check replays every pass to its end and reports those whose result differs from the recorded one (a self-test).
+const hash = new URLSearchParams(location.hash.slice(1));
+if (!D.passes.length) document.body.textContent = "VIZ recorded no graph rewrites.";
+else select(hash.has("p") ? +hash.get("p") : Math.max(0, D.passes.findIndex((P) => P.matches.length)), +hash.get("s") || 0);
+if (hash.has("check")) document.body.dataset.replayFailures = D.passes.flatMap((P, i) => (P.out !== null && replay(P, P.matches.length) !== P.out ? [i] : [])).join(",") || "none";
+</script>
+</body></html>
+"""
+
+if VIZ.value not in ("", "0"):
+  tracer = VizTracer()
+  atexit.register(_viz_at_exit, tracer)

@@ -219,7 +219,7 @@ def test_rewrite_limit_is_a_setting():
 
 class Recorder(Tracer):
   def __init__(self): self.events: list[tuple] = []
-  def begin(self, name, root): self.events.append(("begin", name, root))
+  def begin(self, name, root, pm=None): self.events.append(("begin", name, root))
   def match(self, before, after, rule): self.events.append(("match", before, after, rule))
   def end(self, result): self.events.append(("end", result))
 

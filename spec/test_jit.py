@@ -1,0 +1,131 @@
+"""Chapter 12, TinyJit: a captured training step replays its kernels with new inputs, and computes what the plain step computes."""
+import numpy as np
+import pytest
+import tiny
+from tiny import Context, Device, GlobalCounters, JitError, Tensor, TinyJit, dtypes
+from tiny.nn import BatchNorm, Linear
+from tiny.nn.optim import Adam
+from tiny.nn.state import get_parameters
+
+# The one tolerance table: (rtol, atol).
+TOLERANCE = {
+  "same_kernels": (1e-6, 1e-7),  # replayed kernels are the very kernels the plain step runs
+  "reference": (1e-5, 1e-6),     # float32 results against numpy in float64
+}
+STEPS = 5  # call 1 runs, call 2 captures, calls 3.. replay
+
+@pytest.fixture
+def on_device(device, monkeypatch):
+  monkeypatch.setattr(Device, "DEFAULT", device)
+  return device
+
+RNG = np.random.default_rng(0)
+BATCHES = [(RNG.standard_normal((6, 4)), RNG.integers(0, 3, 6)) for _ in range(STEPS)]
+
+class MLP:
+  def __init__(self, norm=False):
+    self.l1, self.l2 = Linear(4, 8), Linear(8, 3)
+    self.bn = BatchNorm(8) if norm else None
+  def __call__(self, x):
+    h = self.l1(x)
+    return self.l2((self.bn(h) if self.bn else h).relu())
+
+def train(device, jit: bool, norm=False):
+  Tensor.manual_seed(1)
+  model = MLP(norm)
+  opt = Adam(get_parameters(model), lr=0.05)
+  def step(x, y):
+    opt.zero_grad()
+    loss = model(x).sparse_categorical_crossentropy(y)
+    loss.backward()
+    opt.step()
+    return loss
+  step = TinyJit(step) if jit else step
+  losses = []
+  with Tensor.train():
+    for x, y in BATCHES:
+      losses.append(step(Tensor(x, device=device, dtype=dtypes.float32), Tensor(y, device=device, dtype=dtypes.int32)).item())
+  return losses, model
+
+def test_jitted_training_gives_the_same_losses_and_weights(on_device):
+  eager_losses, eager = train(on_device, jit=False)
+  jit_losses, jitted = train(on_device, jit=True)
+  np.testing.assert_allclose(jit_losses, eager_losses, *TOLERANCE["same_kernels"])
+  assert jit_losses[-1] < jit_losses[0]
+  for a, b in zip(get_parameters(jitted), get_parameters(eager)): np.testing.assert_allclose(a.numpy(), b.numpy(), *TOLERANCE["same_kernels"])
+
+def test_jitted_training_with_batchnorm_keeps_the_same_running_statistics(on_device):
+  eager_losses, eager = train(on_device, jit=False, norm=True)
+  jit_losses, jitted = train(on_device, jit=True, norm=True)
+  np.testing.assert_allclose(jit_losses, eager_losses, *TOLERANCE["same_kernels"])
+  for name in ("running_mean", "running_var"):
+    np.testing.assert_allclose(getattr(jitted.bn, name).numpy(), getattr(eager.bn, name).numpy(), *TOLERANCE["same_kernels"], err_msg=name)
+  assert jitted.bn.num_batches_tracked.numpy().tolist() == [STEPS]
+
+def test_replay_launches_the_captured_kernels_without_scheduling_or_running_python(device, monkeypatch):
+  w = Tensor(RNG.standard_normal((4, 2)), device=device, dtype=dtypes.float32)
+  calls = []
+  @TinyJit
+  def f(x):
+    calls.append(1)
+    return ((x @ w).relu() * 2).sum(0)
+  for _ in range(2): f(Tensor(RNG.standard_normal((3, 4)), device=device, dtype=dtypes.float32))
+  scheduled = []
+  real_create_schedule = tiny.create_schedule
+  def counting_create_schedule(outs):
+    items, results = real_create_schedule(outs)
+    scheduled.append(len(items))
+    return items, results
+  monkeypatch.setattr(tiny, "create_schedule", counting_create_schedule)
+  inputs = [Tensor(RNG.standard_normal((3, 4)), device=device, dtype=dtypes.float32).realize() for _ in range(3)]
+  kernels_before, scheduled_before = GlobalCounters.kernel_count, list(scheduled)
+  for x in inputs: f(x)
+  assert len(calls) == 2, "the Python function ran during a replay"
+  assert sum(scheduled[len(scheduled_before):]) == 0, f"replays scheduled kernels: {scheduled}"
+  assert GlobalCounters.kernel_count > kernels_before, "replays launched no kernels"
+
+def test_replay_outputs_follow_the_new_inputs(device):
+  w = RNG.standard_normal((4, 2))
+  tw = Tensor(w, device=device, dtype=dtypes.float32)
+  @TinyJit
+  def f(x, y): return (x @ tw + y).relu()
+  for i in range(STEPS):
+    x, y = RNG.standard_normal((3, 4)), RNG.standard_normal(2)
+    out = f(Tensor(x, device=device, dtype=dtypes.float32), Tensor(y, device=device, dtype=dtypes.float32))
+    np.testing.assert_allclose(out.numpy(), np.maximum(x @ w + y, 0), *TOLERANCE["reference"], err_msg=f"call {i + 1}")
+
+def test_replay_takes_tensor_keyword_arguments(device):
+  @TinyJit
+  def f(x, *, scale): return x * scale
+  for i in range(4):
+    x, s = RNG.standard_normal(3), RNG.standard_normal(3)
+    out = f(Tensor(x, device=device), scale=Tensor(s, device=device))
+    np.testing.assert_allclose(out.numpy(), x * s, *TOLERANCE["reference"], err_msg=f"call {i + 1}")
+
+def test_replay_draws_fresh_random_numbers(device):
+  Tensor.manual_seed(2)
+  @TinyJit
+  def f(x): return x + Tensor.rand(8, device=device)
+  outs = [f(Tensor.zeros(8, device=device).contiguous()).numpy() for _ in range(STEPS)]
+  assert all((a != b).any() for i, a in enumerate(outs) for b in outs[i + 1:]), "two calls drew the same random numbers"
+  assert all(((o >= 0) & (o < 1)).all() for o in outs)
+
+@pytest.mark.parametrize("change", ["shape", "dtype"])
+def test_a_replay_with_other_shapes_or_dtypes_raises_jit_error(device, change):
+  @TinyJit
+  def f(x): return x * 2
+  for _ in range(3): f(Tensor.ones(2, 3, device=device).contiguous())
+  other = Tensor.ones(3, 2, device=device).contiguous() if change == "shape" else Tensor.ones(2, 3, device=device, dtype=dtypes.int32).contiguous()
+  with pytest.raises(JitError, match=r"\(3, 2\)" if change == "shape" else "int32") as e: f(other)
+  assert "(2, 3)" in str(e.value) and "float32" in str(e.value), "the message names what was captured"
+  assert issubclass(JitError, Exception)
+
+def test_jit_0_runs_the_function_every_time(device):
+  calls = []
+  @TinyJit
+  def f(x):
+    calls.append(1)
+    return x + 1
+  with Context(JIT=0):
+    for i in range(4): np.testing.assert_array_equal(f(Tensor([float(i)], device=device)).numpy(), [i + 1.0])
+  assert len(calls) == 4
