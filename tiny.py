@@ -2453,7 +2453,6 @@ class Kernel:
   src: str
   program: Callable[..., Any]
   ops: int        # arithmetic ops executed, estimated from the loop sizes
-  mem: int        # bytes of memory touched, from the buffer sizes
 
 _programs: dict[tuple[UOp, str], Kernel] = {}
 
@@ -2482,7 +2481,7 @@ def get_program(ast: UOp, device: str) -> Kernel:
     if DEBUG >= 4: print(src)
     if tracer is not None: tracer.kernel(name, src)
     runtime = dev.runtime(name, dev.compiler.compile_cached(src))
-    _programs[key] = Kernel(name, src, runtime, _count_ops(program), 0)
+    _programs[key] = Kernel(name, src, runtime, _count_ops(program))
   return _programs[key]
 
 def run_schedule(items: list[ScheduleItem]) -> None:
