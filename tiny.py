@@ -228,11 +228,10 @@ def to_dtype(x: Any, dtype: DType) -> Any:
 class Ops(Enum):
   # tensor graph: where data comes from and how it is viewed
   SINK = auto(); DEVICE = auto(); BUFFER = auto(); CONST = auto(); DEFINE_VAR = auto(); ARANGE = auto()
-  COPY = auto(); CONTIGUOUS = auto(); DETACH = auto(); ASSIGN = auto()
+  COPY = auto(); CONTIGUOUS = auto(); DETACH = auto(); ASSIGN = auto(); AFTER = auto()
   RESHAPE = auto(); PERMUTE = auto(); EXPAND = auto(); PAD = auto(); SHRINK = auto(); FLIP = auto()
   REDUCE_AXIS = auto()
   # kernels: loops, memory, accumulators
-  AFTER = auto()
   PARAM = auto(); AT = auto(); RANGE = auto(); END = auto(); INDEX = auto(); LOAD = auto(); STORE = auto()
   REDUCE = auto(); DEFINE_ACC = auto()
   # arithmetic (the ALU ops)
