@@ -195,8 +195,17 @@ def _to_half(x: float) -> float:
   try: return struct.unpack("e", struct.pack("e", float(x)))[0]
   except OverflowError: return math.copysign(math.inf, x)
 
+def _to_float(x: Any) -> float:
+  # An int too big for a double must be rounded to float32 in one step, as C does (through a double it
+  # would be rounded twice): keep its top 24 bits, round half to even.
+  if not isinstance(x, int) or abs(x) < 2**53: return ctypes.c_float(x).value
+  shift = abs(x).bit_length() - 24
+  top, rest = divmod(abs(x), 1 << shift)
+  if rest > 1 << (shift - 1) or (rest == 1 << (shift - 1) and top & 1): top += 1
+  return math.copysign(float(top << shift), x)
+
 truncate: dict[DType, Callable[[Any], Any]] = {
-  dtypes.bool: bool, dtypes.float16: _to_half, dtypes.float32: lambda x: ctypes.c_float(x).value, dtypes.float64: float,
+  dtypes.bool: bool, dtypes.float16: _to_half, dtypes.float32: _to_float, dtypes.float64: float,
   **{d: _wrap_int(8*d.itemsize, not d.is_unsigned) for d in dtypes.all() if d.is_int}}
 
 def to_dtype(x: Any, dtype: DType) -> Any:
@@ -808,7 +817,7 @@ symbolic_simple = PatternMatcher([
   (UPat(Ops.CAST, src=(UPat.cvar("c"),), name="x"), lambda x, c: UOp.const(x.dtype, c.arg)),
   (UPat(Ops.BITCAST, src=(UPat.cvar("c"),), name="x"), lambda x, c: UOp.const(x.dtype, bitcast_value(c.arg, c.dtype, x.dtype))),
   # identities that hold for every dtype
-  (x_ + 0, lambda x: x),
+  (x_ + 0, lambda x: x if not x.dtype.is_float else None),  # for floats, -0.0 + 0.0 is 0.0
   (x_ * 1, lambda x: x),
   (x_ // 1, lambda x: x),
   (UPat(Ops.NEG, src=(UPat(Ops.NEG, src=(x_,)),)), lambda x: x),
@@ -2247,7 +2256,9 @@ string_rewrite = PatternMatcher([
   (UPat(Ops.INDEX, name="x"), lambda ctx, x: f"{ctx[x.src[0]]}[{ctx[x.src[1]]}]"),
   (UPat(Ops.LOAD, src=(UPat(Ops.INDEX, src=(UPat(), UPat(), UPat.const(dtypes.bool, True))),), name="x"), lambda ctx, x: ctx[x.src[0]]),
   (UPat(Ops.LOAD, name="x"), lambda ctx, x: f"({ctx[x.src[0].src[2]]} ? {ctx[x.src[0]]} : {ctx.render_const(0, x.dtype)})"),
-  (UPat(Ops.STORE, name="x"), lambda ctx, x: f"{ctx[x.src[0]]} = {ctx[x.src[1]]};"),
+  (UPat(Ops.STORE, src=(UPat(Ops.INDEX, src=(UPat(), UPat(), UPat.const(dtypes.bool, True))), UPat()), name="x"),
+   lambda ctx, x: f"{ctx[x.src[0]]} = {ctx[x.src[1]]};"),
+  (UPat(Ops.STORE, name="x"), lambda ctx, x: f"if ({ctx[x.src[0].src[2]]}) {ctx[x.src[0]]} = {ctx[x.src[1]]};"),
   (UPat(Ops.CAST, name="x"), lambda ctx, x: f"(({ctx.types[x.dtype]})({ctx[x.src[0]]}))"),
   (UPat(Ops.BITCAST, name="x"),
    lambda ctx, x: f"((union {{ {ctx.types[x.src[0].dtype]} a; {ctx.types[x.dtype]} b; }}){{ .a = {ctx[x.src[0]]} }}).b"),
@@ -2263,7 +2274,7 @@ class CStyleRenderer(Renderer):
   narrow_types = (dtypes.int8, dtypes.uint8, dtypes.int16, dtypes.uint16, dtypes.float16)
   kernel_prefix = "void"
   code_for_op: dict[Ops, Callable[..., str]] = {
-    Ops.NEG: lambda x, dt: f"(!{x})" if dt == dtypes.bool else f"(-{x})", Ops.RECIPROCAL: lambda x, dt: f"(1/{x})",
+    Ops.NEG: lambda x, dt: f"(!{x})" if dt == dtypes.bool else f"(-({x}))", Ops.RECIPROCAL: lambda x, dt: f"(1/{x})",
     Ops.ADD: lambda a, b, dt: f"({a}+{b})", Ops.MUL: lambda a, b, dt: f"({a}*{b})", Ops.IDIV: lambda a, b, dt: f"({a}/{b})",
     Ops.MOD: lambda a, b, dt: f"({a}%{b})", Ops.CMPLT: lambda a, b, dt: f"({a}<{b})", Ops.CMPNE: lambda a, b, dt: f"({a}!={b})",
     Ops.MAX: lambda a, b, dt: f"((({a}!={a})||({a}>{b}))?{a}:{b})" if dt.is_float else f"(({a}>{b})?{a}:{b})",
