@@ -9,7 +9,7 @@ A device may list the tests it is known to fail in `spec/manifest/<DEVICE>.txt`,
 any text, `#` starts a comment). Those tests still run, as expected failures; one that starts passing is reported
 at the end, so the manifest only ever shrinks.
 """
-import pathlib, re
+import pathlib, re, sys
 import numpy as np
 import pytest
 import tiny
@@ -33,6 +33,8 @@ def pytest_configure(config):
   config.addinivalue_line("markers", "ops(*ops): the tiny Ops this test covers (read by the scorecard and spec/test_coverage.py)")
   wanted = config.getoption("device")
   config.devices_under_test = [d.strip().upper() for d in wanted.split(",") if d.strip()] if wanted else available_devices()
+  unknown = [d for d in config.devices_under_test if d not in tiny.Device.names()]
+  if unknown: raise pytest.UsageError(f"--device: unknown device(s) {', '.join(unknown)}; tiny knows {', '.join(tiny.Device.names())}")
   global SCORECARD
   config.scorecard = SCORECARD = Scorecard(config.devices_under_test)
 
@@ -102,11 +104,20 @@ def pytest_collection_modifyitems(config, items):
         config.scorecard.manifest_used.add((t["device"], entry))
         item.add_marker(pytest.mark.xfail(reason=f"known failure on {t['device']}: spec/manifest/{t['device']}.txt", strict=False))
         break
-  files = {item.nodeid.split("::")[0] for item in items}
-  config.scorecard.manifest_entries = {(d, entry) for d, entries in patterns.items() for entry, _ in entries if entry.split("::")[0] in files}
-  # The planted-fault and walkthrough tests run the op suite in subprocesses: last, so the other tests have already
-  # filled the compiled-kernel cache that those subprocesses share.
-  items.sort(key=lambda item: "test_backend_faults.py" in item.nodeid)
+  if not (config.getoption("keyword") or config.getoption("markexpr")):  # a whole file ran: its stale entries can be told
+    files = {item.nodeid.split("::")[0] for item in items}
+    config.scorecard.manifest_entries = {(d, entry) for d, entries in patterns.items() for entry, _ in entries if entry.split("::")[0] in files}
+  items.sort(key=lambda item: "test_backend_faults.py" in item.nodeid)  # last: see pytest_collection_finish
+
+# The planted-fault and walkthrough tests run the op suite in subprocesses, which take a while: they start as soon as
+# such a test is collected, on the cores the other tests leave idle, and their tests run last.
+def pytest_collection_finish(session):
+  if not session.config.option.collectonly and any("test_backend_faults.py" in item.nodeid for item in session.items):
+    import test_backend_faults
+    test_backend_faults.start_suite_runs()
+
+def pytest_sessionfinish(session):
+  if "test_backend_faults" in sys.modules: sys.modules["test_backend_faults"].stop_suite_runs()
 
 # ## The scorecard
 
@@ -155,10 +166,12 @@ class Scorecard:
         what = "rules" if key == "rule" else key
         if failing: notes.append(f"{d}: {what} failing: {', '.join(failing)}")
         if known: notes.append(f"{d}: {what} with known failures (spec/manifest/{d}.txt): {', '.join(known)}")
-      words = {"passed": "passed", "failed": "failed", "xfailed": "known failures", "xpassed": "known failures now passing", "skipped": "skipped"}
+      words = {"passed": "passed", "failed": "failed", "xfailed": "known failure(s)", "xpassed": "known failure(s) now passing", "skipped": "skipped"}
       summary = ", ".join(f"{counts[k]} {w}" for k, w in words.items() if counts.get(k))
       out.append(f"{d:10s} {cells[0]:>9s} {cells[1]:>9s} {cells[2]:>9s}   {summary}")
-    out.append(f"(of {len(Ops)} Ops; an op, dtype or rule passes on a device when every test of it that ran there passed)")
+    not_runnable = getattr(sys.modules.get("test_uop_ops"), "NOT_RUNNABLE", {})
+    out.append(f"(of {len(Ops)} Ops" + (f", {len(not_runnable)} of which no device runs yet: {', '.join(op.name for op in not_runnable)}" if not_runnable else "") +
+               "; an op, dtype or rule passes on a device when every test of it that ran there passed)")
     out += notes
     now_passing = sorted(nodeid for nodeid, outcome in self.outcomes.items() if outcome == "xpassed")
     for nodeid in now_passing:
