@@ -808,7 +808,7 @@ def _no_wrap(x: UOp, c: int, y: UOp | None = None) -> bool:
 # identities. `symbolic` adds the ones that reason about bounds and reorder
 # terms. The patterns use a few shared variables: `x_` matches anything and
 # names it `x`, `c1_` matches a constant and names it `c1`.
-x_, y_, z_ = UPat.var("x"), UPat.var("y"), UPat.var("z")
+x_, y_ = UPat.var("x"), UPat.var("y")
 c1_, c2_ = UPat.cvar("c1"), UPat.cvar("c2")
 
 symbolic_simple = PatternMatcher([
