@@ -3,6 +3,7 @@ every tensor usable: after each error the operands are used again and their valu
 import re
 import numpy as np
 import pytest
+import tiny
 from tiny import Tensor, Device, GlobalCounters, dtypes
 from conftest import check
 
@@ -186,3 +187,22 @@ def test_bad_constructor_arguments(device):
   with raises(ValueError, "-1"): Tensor.full((2, -1), 0.0, device=device)
   with raises(ValueError, "-2"): Tensor.linspace(0, 1, -2, device=device)
   with raises(TypeError, "0-d"): len(Tensor(1, device=device))
+
+# ## Compile failures and freed memory
+
+def test_compile_failure_shows_the_source_and_the_compiler_message():
+  compiler = tiny.Device["CPU"].compiler
+  source = "void broken(float* data0) { data0[0] = undeclared_name; }\n"
+  with pytest.raises(tiny.CompileError) as err: compiler.compile(source)
+  message = str(err.value)
+  assert source.strip() in message, "the error shows the generated source"
+  assert "undeclared_name" in message.split("compiler output")[-1], "the error shows the compiler's own message"
+
+def test_buffers_are_freed_when_nothing_refers_to_them(device):
+  import gc, weakref
+  t = (Tensor([1.0, 2.0, 3.0], device=device) * 2).realize()
+  buffer = weakref.ref(tiny._buffer_of(t.uop))
+  assert buffer() is not None
+  del t
+  gc.collect()
+  assert buffer() is None, "a realized tensor's buffer outlived every reference to it"
