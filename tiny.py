@@ -1940,9 +1940,11 @@ def order_schedule(ctx: ScheduleContext) -> list[ScheduleItem]:
   if len(order) != len(items): raise RuntimeError("cannot order the kernels: a value is needed both before and after an assign to it")
   return order
 
-def _holds_reduce(x: UOp) -> bool:
-  """Does computing x inline mean running a reduction? (Stop at stored values.)"""
-  return any(u.op is Ops.REDUCE_AXIS for u in x.toposort(lambda u: u.op not in (Ops.CONTIGUOUS, Ops.BUFFER)))
+def _holds_reduce(memo: dict[UOp, bool], x: UOp) -> bool:
+  """Does computing x inline mean running a reduction? (Stop at stored values; `memo` makes the pass linear.)"""
+  for u in x.toposort(lambda u: u not in memo and u.op not in (Ops.CONTIGUOUS, Ops.BUFFER)):
+    memo[u] = u.op is Ops.REDUCE_AXIS or any(memo.get(s, False) for s in u.src)
+  return memo.get(x, False)
 
 def _stores_itself(x: UOp) -> bool: return _is_stored(x) or x.op in (Ops.CONTIGUOUS, Ops.ASSIGN, Ops.COPY)
 
@@ -1951,8 +1953,8 @@ pm_reuse_realized = PatternMatcher([(UPat(name="x"), lambda x: realized.get(x))]
 pm_realize_points = PatternMatcher([
   (UPat(Ops.SINK, name="s"), lambda s: UOp.sink(*(x if _stores_itself(x) else UOp(Ops.CONTIGUOUS, x.dtype, (x,)) for x in s.src))
    if not all(_stores_itself(x) for x in s.src) else None),
-  (UPat((Ops.EXPAND, Ops.REDUCE_AXIS), src=(UPat(name="x"),), name="e"), lambda e, x: e.replace(src=(UOp(Ops.CONTIGUOUS, x.dtype, (x,)),))
-   if x.op is not Ops.CONTIGUOUS and _holds_reduce(x) else None),
+  (UPat((Ops.EXPAND, Ops.REDUCE_AXIS), src=(UPat(name="x"),), name="e"), lambda ctx, e, x: e.replace(src=(UOp(Ops.CONTIGUOUS, x.dtype, (x,)),))
+   if x.op is not Ops.CONTIGUOUS and _holds_reduce(ctx, x) else None),
 ])
 
 pm_kernelize = PatternMatcher([
@@ -1965,7 +1967,7 @@ pm_kernelize = PatternMatcher([
 def create_schedule(outs: list[UOp]) -> tuple[list[ScheduleItem], tuple[UOp, ...]]:
   """The kernels (and copies) that compute `outs`, in an order that respects their dependencies."""
   sink = graph_rewrite(UOp.sink(*outs), pm_reuse_realized, name="reuse realized", pre_order=True)
-  sink = graph_rewrite(sink, pm_realize_points, name="realize points")
+  sink = graph_rewrite(sink, pm_realize_points, ctx={}, name="realize points")
   ctx = ScheduleContext()
   sink = graph_rewrite(sink, pm_kernelize, ctx=ctx, name="kernelize")
   return order_schedule(ctx), tuple(x.src[0] if x.op is Ops.AFTER else x for x in sink.src)
