@@ -18,16 +18,18 @@
 # 3. UOps
 # 4. The rewrite engine
 # 5. Symbolic algebra
-# 6. Tensors
-# 7. Autograd
-# 8. Scheduling
-# 9. Lowering
-# 10. Optimizing (to come: upcasting, loop order, threads; today's kernels are plain loops)
+# 6. Memory and devices
+# 7. Tensors, the lazy core
+# 8. Autograd
+# 9. Scheduling
+# 10. Lowering
 # 11. Linearizing and rendering
-# 12. Devices and running
-# 13. The reference device
-# 14. nn
-# 15. Seeing inside
+# 12. Compiling and running
+# 13. The JIT
+# 14. The reference device
+# 15. The rest of the Tensor API
+# 16. nn
+# 17. Seeing inside
 #
 # tiny consumes nothing: this file imports only the Python standard library.
 from __future__ import annotations
@@ -163,7 +165,7 @@ class dtypes:
 # `int32 + uint32` is `int64`, `int64 + uint64` and any int with a float give
 # the float, and `float16 + float32` is `float32`. Python scalars do not take
 # part: `int32_tensor + 1` stays int32 and `Tensor([1, 2]) * 2.5` becomes the
-# default float (chapter 6).
+# default float (chapter 7).
 _promotes_to: dict[DType, list[DType]] = {
   dtypes.bool: [dtypes.int8, dtypes.uint8], dtypes.int8: [dtypes.int16], dtypes.int16: [dtypes.int32],
   dtypes.int32: [dtypes.int64], dtypes.int64: [dtypes.float16], dtypes.uint8: [dtypes.int16, dtypes.uint16],
@@ -233,6 +235,40 @@ def to_dtype(x: Any, dtype: DType) -> Any:
 #   how `graph_rewrite` (chapter 4) knows it has reached a fixed point.
 #
 # The cache holds weak references, so a UOp nobody uses is freed.
+#
+# ## What each op is
+#
+# Every op's sources and argument, stated once; the chapter named in the last
+# column explains it. Ops of the tensor graph describe whole tensors; kernel
+# ops describe one element's computation inside loops.
+#
+# | op | sources | arg | meaning | chapter |
+# |---|---|---|---|---|
+# | `SINK` | the roots | | groups several outputs into one graph | 9 |
+# | `DEVICE` | | device name | where a tensor lives | 6 |
+# | `BUFFER` | `DEVICE` | `(id, size)` | device memory of `size` elements | 6 |
+# | `CONST` | `DEVICE` (tensors only) | the value | one value, broadcast as needed | 7 |
+# | `DEFINE_VAR` | | `(name, min, max)` | an integer known only at run time | 5 |
+# | `ARANGE` | `DEVICE` | n | the int32 tensor 0, 1, ..., n-1 | 7 |
+# | `COPY` | x | target device | x, on another device | 9 |
+# | `CONTIGUOUS` | x | | x, stored in a buffer of its own | 9 |
+# | `DETACH` | x | | x, through which no gradient flows | 8 |
+# | `ASSIGN` | target, value | | value written into target's buffer; in a kernel, an accumulator's new value | 9, 10 |
+# | `AFTER` | a view | schedule item | the view, once that item has run | 9 |
+# | `RESHAPE`, `EXPAND` | x | new shape | x viewed in another shape | 10 |
+# | `PERMUTE` | x | axis order | x with its axes reordered | 10 |
+# | `PAD`, `SHRINK` | x | `((before, after), ...)`, `((begin, end), ...)` | x grown with zeros, or cut | 10 |
+# | `FLIP` | x | a bool per axis | x reversed along the True axes | 10 |
+# | `REDUCE_AXIS` | x | `(ADD or MUL or MAX, axes)` | x reduced over axes, kept with size 1 | 9, 10 |
+# | `PARAM` | | `(index, size)` | the kernel's index-th buffer argument | 9 |
+# | `AT` | x, one index per axis, valid | | x's element at that index (lowering only) | 10 |
+# | `RANGE` | size (a CONST) | `(number, LOOP or REDUCE)` | a loop variable in [0, size) | 10 |
+# | `END` | a `RANGE` | | closes that loop (linear programs only) | 11 |
+# | `INDEX` | a `PARAM`, flat index, valid | | an address in a buffer | 10 |
+# | `LOAD`, `STORE` | an `INDEX` (and the value) | | read or write memory where valid is true | 10 |
+# | `REDUCE` | value, the ranges | ADD, MUL or MAX | value reduced over those loops | 10 |
+# | `DEFINE_ACC` | initial value, the ranges | | an accumulator over those loops | 10 |
+# | ALU ops, `CAST`, `BITCAST` | the operands | | arithmetic, below | 3 |
 
 class Ops(Enum):
   # tensor graph: where data comes from and how it is viewed
@@ -265,7 +301,7 @@ class GroupOp:
 # ## What each ALU op means
 #
 # This table is the definition of every arithmetic op. The reference device
-# (chapter 13) runs it, constant folding (chapter 5) runs it, and every other
+# (chapter 14) runs it, constant folding (chapter 5) runs it, and every other
 # device is tested against it. Where C leaves a case undefined (integer
 # division by zero, shifting by the bit width or more, casting an out-of-range
 # float to an int) tiny leaves it undefined too and the spec suite does not
@@ -275,7 +311,7 @@ class GroupOp:
 #
 # - `IDIV` and `MOD` are C's: division truncates toward zero and the remainder
 #   takes the dividend's sign. Python's floor `//` is built from them in
-#   chapter 6.
+#   chapter 7.
 # - `MAX` propagates nan from either side, as numpy's `maximum` does.
 # - `RECIPROCAL(0)` is an infinity with the sign of the zero; the
 #   transcendental ops return nan outside their domain instead of raising.
@@ -432,7 +468,6 @@ class UOp(MathMixin, metaclass=UOpMetaClass):
   def replace(self, **kwargs: Any) -> UOp:
     fields = {"op": self.op, "dtype": self.dtype, "src": self.src, "arg": self.arg, **kwargs}
     return UOp(fields["op"], fields["dtype"], fields["src"], fields["arg"])
-  def simplify(self) -> UOp: return graph_rewrite(self, symbolic, name="simplify")
 
   # ### Derived properties
   # `key` is a content hash: equal for equal graphs in every process, which
@@ -644,7 +679,7 @@ class PatternMatcher:
 # node to the rules on the way down instead, and a node a rule replaced is not
 # descended into.
 #
-# Every call is named. When a tracer is installed (VIZ, chapter 15, installs
+# Every call is named. When a tracer is installed (VIZ, chapter 17, installs
 # one), each call reports its input, every match (before, after, rule) and its
 # output; when none is, the cost is one check of a global.
 
@@ -725,7 +760,7 @@ def _loop_message(name: str, why: str, rules: list[UPat]) -> str:
 
 # # 5. Symbolic algebra
 #
-# The lowering in chapter 9 turns movement ops into index arithmetic:
+# The lowering in chapter 10 turns movement ops into index arithmetic:
 # reshaping a (6,) tensor to (2, 3) and reading element `[i, j]` becomes
 # reading `(i*3 + j) % 6` of the buffer. Left alone, such expressions pile up
 # divisions and remainders that a hand-written kernel would never have.
@@ -866,26 +901,230 @@ symbolic = symbolic_simple + PatternMatcher([
   (UPat((Ops.IDIV, Ops.MOD), src=(UPat(Ops.ADD, name="x"), c1_), name="d"), _divmod_sum),
 ])
 
-# # 6. Tensors
+# `x.simplify()` runs these rules on one expression. It is a UOp method, added
+# here because the rules it runs did not exist in chapter 3.
+def _simplify(self: UOp) -> UOp: return graph_rewrite(self, symbolic, name="simplify")
+UOp.simplify = _simplify  # type: ignore[attr-defined]
+
+# # 6. Memory and devices
+#
+# Before a tensor can hold values, there must be somewhere to put them. This
+# chapter is tiny's storage: device memory, the BUFFER UOps that name it, and
+# the registry of devices. A device is four parts, each small:
+#
+# - an `Allocator`: get and free memory, copy bytes in and out (here);
+# - a `Renderer` (chapter 11): linear program to source text;
+# - a `Compiler` (chapter 12): source text to a binary, with a cache on disk;
+# - a runtime: load a binary as a callable `Program` and launch it on buffers.
+#
+# The reference device, PYTHON, is defined in chapter 14 of this file. Fast
+# devices live in `backends/<name>.py` beside this file, each a module with an
+# `open_device()` function; tiny loads them by path when first asked, so
+# copying `backends/` next to a vendored `tiny.py` is all it takes to add
+# them. `Device.DEFAULT` is the fastest device that works here (`DEVICE=...`
+# overrides it).
+
+class Allocator:
+  """Memory for one device. Freed blocks are kept by size and handed out again, skipping fresh allocations."""
+  def __init__(self) -> None: self.free_blocks: dict[int, list[Any]] = {}
+  def alloc(self, nbytes: int) -> Any:
+    blocks = self.free_blocks.get(nbytes)
+    return blocks.pop() if blocks else self._alloc(nbytes)
+  def free(self, block: Any, nbytes: int) -> None: self.free_blocks.setdefault(nbytes, []).append(block)
+  def _alloc(self, nbytes: int) -> Any: raise NotImplementedError
+  def copyin(self, dst: Any, src: memoryview) -> None: raise NotImplementedError
+  def copyout(self, src: Any, nbytes: int) -> memoryview: raise NotImplementedError
+
+class Buffer:
+  """A block of device memory holding `size` elements of `dtype`."""
+  def __init__(self, device: str, size: int, dtype: DType):
+    self.device, self.size, self.dtype, self.nbytes = device, size, dtype, size * dtype.itemsize
+    self.allocator = Device[device].allocator
+    self.block = self.allocator.alloc(self.nbytes)
+  def __del__(self) -> None:
+    if hasattr(self, "block"): self.allocator.free(self.block, self.nbytes)
+  def copyin(self, data: bytes | memoryview) -> None: self.allocator.copyin(self.block, memoryview(data).cast("B"))
+  def copyout(self) -> memoryview: return self.allocator.copyout(self.block, self.nbytes)
+
+# A BUFFER UOp names a buffer; this table, weak on the UOp, holds the memory.
+# When the last graph holding the BUFFER UOp goes away, so does the memory.
+# ## Runtime state
+#
+# Everything tiny remembers between calls is listed here, with what it is for
+# and how long it lives. The rest of the file is functions of their arguments.
+#
+# - `UOpMetaClass.cache` (chapter 3): every live UOp, for hash-consing; weak.
+# - `tracer` (chapter 4): the rewrite watcher VIZ installs, or None.
+# - `_buffers`: the memory behind each BUFFER UOp, weak on the UOp, so memory
+#   lives as long as some graph names it; `_buffer_ids` numbers buffers.
+# - `realized`: tensor UOps already computed, mapped to their stored result
+#   (chapter 9), weak on the computed UOp.
+# - `_pending_assigns`: tensors whose assign has not run yet (chapter 12), weak.
+# - `_grad_tensors`: tensors created with `requires_grad`, found by
+#   `backward()` (chapter 8), weak.
+# - `_programs`: compiled kernels by (AST, device), for the life of the
+#   process (chapter 12).
+# - `_capturing`: the calls a TinyJit is recording, only while it records
+#   (chapter 13).
+# - `Tensor.training`, `Tensor.grad_enabled`, and the random seed and counter
+#   (chapter 15): process-wide switches, set by the user.
+# - `GlobalCounters`: kernels run and their work, until `reset()`.
+# - `Device.opened`: the devices opened so far, for the life of the process.
+_buffers: weakref.WeakKeyDictionary[UOp, Buffer] = weakref.WeakKeyDictionary()
+_buffer_ids = itertools.count()
+# Realized tensors are remembered: any graph that still holds the UOp that was
+# computed gets the stored result instead. The keys are weak, so the memory
+# lives exactly as long as some graph could ask for it.
+realized: weakref.WeakKeyDictionary[UOp, UOp] = weakref.WeakKeyDictionary()
+
+# Tensors with an assign that has not run yet (see `realize_tensors`).
+_pending_assigns: weakref.WeakValueDictionary[int, Tensor] = weakref.WeakValueDictionary()  # by id: Tensor's == is elementwise
+
+# Tensors that want gradients are tracked weakly, so `backward()` can find the
+# ones its loss depends on without holding them alive.
+_grad_tensors: weakref.WeakValueDictionary[int, Tensor] = weakref.WeakValueDictionary()  # by id: Tensor's == is elementwise
+
+# Compiled kernels (chapter 12), and the calls a TinyJit is capturing (chapter 13):
+_programs: dict[tuple[UOp, str], Kernel] = {}
+# while a TinyJit captures: ("kernel", buffers, Kernel), ("copy", buffers, None) or ("rng", [key buffer], count)
+_capturing: list[tuple[str, list[Buffer], Any]] | None = None
+
+class GlobalCounters:
+  """Counters anyone can read: kernels launched, and their estimated work and time."""
+  kernel_count: int = 0
+  global_ops: int = 0
+  global_mem: int = 0
+  time_sum_s: float = 0.0
+  @staticmethod
+  def reset() -> None: GlobalCounters.kernel_count, GlobalCounters.global_ops, GlobalCounters.global_mem, GlobalCounters.time_sum_s = 0, 0, 0, 0.0
+
+# ## Buffers as UOps
+#
+# In a graph, memory is a `BUFFER` UOp: a unique id and an element count, with
+# a `DEVICE` source saying where it lives. A stored tensor is a view of one,
+# `RESHAPE(BUFFER)`, and `_is_stored` recognizes exactly that form: a tensor
+# whose values are already in memory, in order.
+
+def _device_uop(device: str) -> UOp: return UOp(Ops.DEVICE, arg=device)
+
+def _movement(x: UOp, op: Ops, arg: Any) -> UOp: return UOp(op, x.dtype, (x,), arg)
+def _reshape(x: UOp, shape: tuple[int, ...]) -> UOp:
+  if x.op is Ops.RESHAPE: x = x.src[0]  # a reshape of a reshape is one reshape: a stored buffer stays recognizably stored
+  return x if x.shape == shape else _movement(x, Ops.RESHAPE, shape)
+def _expand(x: UOp, shape: tuple[int, ...]) -> UOp: return x if x.shape == shape else _movement(x, Ops.EXPAND, shape)
+
+def _new_buffer(device: str, size: int, dtype: DType) -> UOp:
+  uop = UOp(Ops.BUFFER, dtype, (_device_uop(device),), (next(_buffer_ids), size))
+  _buffers[uop] = Buffer(device, size, dtype)
+  return uop
+
+def _buffer_of(view: UOp) -> Buffer: return _buffers[view if view.op is Ops.BUFFER else view.src[0]]
+
+def _buffer_from_bytes(data: bytes, dtype: DType, shape: tuple[int, ...], device: str) -> UOp:
+  uop = _new_buffer(device, prod(shape), dtype)
+  _buffers[uop].copyin(data)
+  return _reshape(uop, shape)
+
+def _is_stored(u: UOp) -> bool:
+  """Is this tensor UOp a plain view of a buffer, its values already in memory in order?"""
+  return u.op is Ops.BUFFER or (u.op is Ops.RESHAPE and u.src[0].op is Ops.BUFFER)
+
+# ## The device registry
+
+@dataclass
+class Compiled:
+  """A device: its allocator, renderer, compiler and runtime (binary -> Program)."""
+  name: str
+  allocator: Allocator
+  renderer: Renderer
+  compiler: Compiler
+  runtime: Callable[[str, bytes], Callable[..., Any]]
+
+class _Device:
+  # the order of preference when DEVICE is not set: fastest first
+  preference = ("CUDA", "CPU", "PYTHON")
+  def __init__(self) -> None:
+    self.opened: dict[str, Compiled] = {}
+    self.folder = pathlib.Path(__file__).resolve().parent / "backends"
+  def names(self) -> list[str]:
+    found = sorted(p.stem.upper() for p in self.folder.glob("*.py")) if self.folder.is_dir() else []
+    return ["PYTHON"] + [n for n in found if n != "PYTHON"]
+  def __getitem__(self, name: str) -> Compiled:
+    name = name.upper()
+    if name not in self.opened:
+      if name not in self.names(): raise ValueError(f"unknown device {name!r}; available: {', '.join(self.names())}")
+      self.opened[name] = PythonDevice() if name == "PYTHON" else _load_backend(self.folder / f"{name.lower()}.py").open_device()
+    return self.opened[name]
+  @functools.cached_property
+  def DEFAULT(self) -> str:
+    if DEVICE.value: return self.canonicalize(DEVICE.value)
+    for name in self.preference:
+      if name in self.names():
+        try: self[name]
+        except Exception as e:
+          if DEBUG >= 1: print(f"device {name} is not usable here: {e}")
+          continue
+        return name
+    return "PYTHON"
+  def canonicalize(self, device: str | None) -> str:
+    name = self.DEFAULT if device is None else device.upper()
+    self[name]  # raises for unknown or unusable devices, at the call that named them
+    return name
+  def check_dtype(self, device: str, dtype: DType) -> None:
+    if dtype not in self[device].renderer.supported_dtypes: raise TypeError(f"device {device} cannot hold dtype {dtype.name}")
+
+def _load_backend(path: pathlib.Path) -> Any:
+  # A backend says `from tiny import ...`. It must get *this* module, even when
+  # tiny.py was vendored under another name (mypkg.tiny) or run as a script,
+  # so "tiny" points here while the backend loads.
+  spec = importlib.util.spec_from_file_location(f"tiny_backend_{path.stem}", path)
+  module, saved = importlib.util.module_from_spec(spec), sys.modules.get("tiny")
+  sys.modules["tiny"] = sys.modules[__name__]
+  try: spec.loader.exec_module(module)
+  finally:
+    if saved is None: del sys.modules["tiny"]
+    else: sys.modules["tiny"] = saved
+  return module
+
+Device = _Device()
+
+# # 7. Tensors, the lazy core
 #
 # A `Tensor` is what users hold. It is a thin wrapper around one UOp,
 # `t.uop`, that describes how to compute the tensor's values. Every method
 # builds a bigger UOp graph and returns a new Tensor; nothing is computed until
 # `realize()`, `numpy()`, `tolist()` or `item()` asks for values. This
-# laziness is what lets chapter 8 see a whole computation at once and fuse it
+# laziness is what lets chapter 9 see a whole computation at once and fuse it
 # into few kernels.
 #
 # The API follows tinygrad's (and so, mostly, PyTorch's): the same names,
 # arguments and semantics, so code written for tinygrad runs with
 # `from tiny import Tensor`.
 #
-# Our running example starts here:
+# Our running example starts here. Building `c` runs nothing; it is a graph
+# of six UOps (the listing is `UOp.listing`, one line per UOp: number, op,
+# dtype, sources, arg). The two lists became BUFFERs on the default device, the
+# product is a MUL, the sum a REDUCE_AXIS that keeps the reduced axis with size
+# 1, and a RESHAPE drops it, since `sum()` does not keep dimensions:
 #
 # ```python
+# from tiny import Tensor
 # a = Tensor([1., 2., 3.]); b = Tensor([4., 5., 6.])
-# c = (a * b).sum()        # builds UOps: REDUCE_AXIS(MUL(a, b)) -- nothing runs
-# print(c.item())          # 32.0 -- now a kernel is generated, compiled and run
+# c = (a * b).sum()
+# print(c.uop.listing())
 # ```
+# ```text
+#    0 DEVICE       void     []               '...'
+#    1 BUFFER       float32  [0]              (0, 3)
+#    2 BUFFER       float32  [0]              (1, 3)
+#    3 MUL          float32  [1, 2]           None
+#    4 REDUCE_AXIS  float32  [3]              (Ops.ADD, (0,))
+#    5 RESHAPE      float32  [4]              ()
+# ```
+#
+# The chapters after this one take `c` through every stage, printing its real
+# intermediate form at each: its gradient (8), its kernel (9), loops (10),
+# program and source (11), and at last the number (12).
 #
 # At the tensor level, UOps use these ops:
 #
@@ -904,18 +1143,10 @@ symbolic = symbolic_simple + PatternMatcher([
 # common shape before it builds an elementwise op, so the graph never has to
 # guess.
 
-def _device_uop(device: str) -> UOp: return UOp(Ops.DEVICE, arg=device)
-
 def _const_uop(value: Any, dtype: DType, device: str, shape: tuple[int, ...] = ()) -> UOp:
   """A constant tensor: one CONST, reshaped to rank len(shape) and expanded to shape."""
   c = UOp(Ops.CONST, dtype, (_device_uop(device),), to_dtype(value, dtype))
   return c if shape == () else _expand(_reshape(c, (1,) * len(shape)), shape)
-
-def _movement(x: UOp, op: Ops, arg: Any) -> UOp: return UOp(op, x.dtype, (x,), arg)
-def _reshape(x: UOp, shape: tuple[int, ...]) -> UOp:
-  if x.op is Ops.RESHAPE: x = x.src[0]  # a reshape of a reshape is one reshape: a stored buffer stays recognizably stored
-  return x if x.shape == shape else _movement(x, Ops.RESHAPE, shape)
-def _expand(x: UOp, shape: tuple[int, ...]) -> UOp: return x if x.shape == shape else _movement(x, Ops.EXPAND, shape)
 
 def _fully_flatten(data: Any) -> tuple[list[Any], tuple[int, ...]]:
   """A nested list as a flat list and its shape; ragged lists are an error."""
@@ -944,15 +1175,6 @@ def _shape_arg(shape: tuple) -> tuple[int, ...]:
 def _axis(axis: int, ndim: int, shape: tuple[int, ...]) -> int:
   if not -max(ndim, 1) <= axis < max(ndim, 1): raise IndexError(f"axis {axis} is out of range for a tensor of {ndim} dimensions (shape {shape})")
   return axis % max(ndim, 1)
-
-class GlobalCounters:
-  """Counters anyone can read: kernels launched, and their estimated work and time."""
-  kernel_count: int = 0
-  global_ops: int = 0
-  global_mem: int = 0
-  time_sum_s: float = 0.0
-  @staticmethod
-  def reset() -> None: GlobalCounters.kernel_count, GlobalCounters.global_ops, GlobalCounters.global_mem, GlobalCounters.time_sum_s = 0, 0, 0, 0.0
 
 class Tensor:
 
@@ -1063,65 +1285,10 @@ class Tensor:
     n = max(0, math.ceil((stop - start) / step))
     idx = Tensor(UOp(Ops.ARANGE, dtypes.int32, (_device_uop(Device.canonicalize(device)),), n))
     return (idx.cast(dtype) * step + start).cast(dtype)
-  @staticmethod
-  def linspace(start: float, stop: float, steps: int, device: str | None = None, dtype: DType | None = None) -> Tensor:
-    if steps < 0: raise ValueError(f"linspace: steps must be non-negative, got {steps}")
-    dtype = dtype or dtypes.default_float
-    if steps == 1: return Tensor.full((1,), start, device=device, dtype=dtype)
-    return (Tensor.arange(steps, device=device).cast(dtypes.float32) * ((stop - start) / max(steps - 1, 1)) + start).cast(dtype)
-  @staticmethod
-  def eye(n: int, m: int | None = None, device: str | None = None, dtype: DType | None = None) -> Tensor:
-    rows, cols = Tensor.arange(n, device=device).reshape(n, 1), Tensor.arange(m if m is not None else n, device=device).reshape(1, -1)
-    return (rows == cols).cast(dtype or dtypes.default_float)
   def full_like(self, fill_value: Any, **kw: Any) -> Tensor: return Tensor.full(self.shape, fill_value, **{"device": self.device, "dtype": self.dtype, **kw})
   def zeros_like(self, **kw: Any) -> Tensor: return self.full_like(0, **kw)
   def ones_like(self, **kw: Any) -> Tensor: return self.full_like(1, **kw)
   def empty_like(self, **kw: Any) -> Tensor: return Tensor.empty(self.shape, **{"device": self.device, "dtype": self.dtype, **kw})
-
-  # ### Random numbers
-  # Random numbers are computed, not loaded: element `i` of a random tensor is
-  # a hash of `(seed, counter + i)`, with the murmur3 finalizer, in uint32
-  # arithmetic that every device computes identically. So the same seed gives
-  # the same numbers on every device. Each call advances the counter; the
-  # seed and counter travel in a tiny buffer, so the kernel is the same from
-  # call to call and is compiled once. (TinyJit refills that buffer when it
-  # replays a step, so replays draw fresh numbers too.)
-  _seed: int = 0
-  _rng_counter: int = 0
-  @staticmethod
-  def manual_seed(seed: int = 0) -> None: Tensor._seed, Tensor._rng_counter = seed, 0
-  @staticmethod
-  def _rng_key(n: int) -> bytes:
-    key = struct.pack("<2I", Tensor._seed & 0xFFFFFFFF, Tensor._rng_counter & 0xFFFFFFFF)
-    Tensor._rng_counter += n
-    return key
-  @staticmethod
-  def _random_bits(shape: tuple[int, ...], device: str | None) -> Tensor:
-    n = prod(shape)
-    key = Tensor(_buffer_from_bytes(Tensor._rng_key(n), dtypes.uint32, (2,), Device.canonicalize(device)))
-    if _capturing is not None: _capturing.append(("rng", [_buffer_of(key.uop)], n))
-    x = Tensor.arange(n, device=device, dtype=dtypes.uint32) + key[1]
-    for mix in (key[0] * 0x9E3779B9 + 0x7F4A7C15, key[0] ^ 0x5BD1E995):
-      x = x ^ mix
-      x = (x ^ (x >> 16)) * 0x85EBCA6B
-      x = (x ^ (x >> 13)) * 0xC2B2AE35
-      x = x ^ (x >> 16)
-    return x.reshape(shape)
-  @staticmethod
-  def rand(*shape: Any, device: str | None = None, dtype: DType | None = None, requires_grad: bool | None = None) -> Tensor:
-    """Uniform in [0, 1): the top 24 bits of a hash, scaled exactly."""
-    bits = Tensor._random_bits(_shape_arg(shape), device)
-    return Tensor(((bits >> 8).cast(dtypes.float32) * (1.0 / (1 << 24))).cast(dtype or dtypes.default_float).uop, requires_grad=requires_grad)
-  @staticmethod
-  def randn(*shape: Any, device: str | None = None, dtype: DType | None = None, requires_grad: bool | None = None) -> Tensor:
-    """Standard normal, by the Box-Muller transform of two uniforms."""
-    shape = _shape_arg(shape)
-    u = Tensor.rand(2, *shape, device=device, dtype=dtypes.float32)
-    return Tensor(((1 - u[0]).log() * -2).sqrt().mul((u[1] * (2 * math.pi)).cos()).cast(dtype or dtypes.default_float).uop, requires_grad=requires_grad)
-  @staticmethod
-  def uniform(*shape: Any, low: float = 0.0, high: float = 1.0, **kw: Any) -> Tensor: return Tensor.rand(*shape, **kw) * (high - low) + low
-  def rand_like(self, **kw: Any) -> Tensor: return Tensor.rand(self.shape, **{"device": self.device, "dtype": self.dtype, **kw})
-  def randn_like(self, **kw: Any) -> Tensor: return Tensor.randn(self.shape, **{"device": self.device, "dtype": self.dtype, **kw})
 
   # ### Elementwise ops
   # `_broadcasted` turns both operands into tensors of one dtype and one
@@ -1206,41 +1373,6 @@ class Tensor:
   def exp2(self) -> Tensor: return self._float()._alu(Ops.EXP2)
   def log2(self) -> Tensor: return self._float()._alu(Ops.LOG2)
   def sin(self) -> Tensor: return self._float()._alu(Ops.SIN)
-  def exp(self) -> Tensor: return (self._float() * (1 / math.log(2))).exp2()
-  def log(self) -> Tensor: return self.log2() * math.log(2)
-  def cos(self) -> Tensor: return ((math.pi / 2) - self._float()).sin()
-  def tan(self) -> Tensor: return self.sin() / self.cos()
-  def trunc(self) -> Tensor: return self._alu(Ops.TRUNC) if self.dtype.is_float else self
-  def floor(self) -> Tensor:
-    t = self.trunc()
-    return (self < t).where(t - 1, t) if self.dtype.is_float else self
-  def ceil(self) -> Tensor:
-    t = self.trunc()
-    return (self > t).where(t + 1, t) if self.dtype.is_float else self
-  def round(self) -> Tensor:
-    """Round half to even, as numpy and PyTorch do."""
-    if not self.dtype.is_float: return self
-    f = self.floor()
-    diff = self - f
-    even_up = (f.abs() % 2) == 1
-    return (diff > 0.5).where(f + 1, (diff == 0.5).where(even_up.where(f + 1, f), f))
-  def abs(self) -> Tensor: return (self < 0).where(-self, self) if self.dtype != dtypes.bool and not self.dtype.is_unsigned else self
-  def sign(self) -> Tensor:
-    s = (self < 0).where(-1, (self > 0).where(1, 0)).cast(self.dtype)
-    return (self != self).where(self, s) if self.dtype.is_float else s  # nan stays nan
-  def sigmoid(self) -> Tensor: return (1 + (-self._float()).exp()).reciprocal()
-  def tanh(self) -> Tensor: return 2.0 * (2.0 * self._float()).sigmoid() - 1.0
-  def relu(self) -> Tensor: return (self > 0).where(self, 0)
-  def leaky_relu(self, neg_slope: float = 0.01) -> Tensor: return (self < 0).where(self * neg_slope, self)
-  def gelu(self) -> Tensor: return 0.5 * self * (1 + (math.sqrt(2 / math.pi) * (self + 0.044715 * self * self * self)).tanh())
-  def silu(self) -> Tensor: return self * self.sigmoid()
-  def swish(self) -> Tensor: return self.silu()
-  def clip(self, min_: Any = None, max_: Any = None) -> Tensor:
-    if min_ is None and max_ is None: raise ValueError("clip needs at least one of min_ and max_")
-    out = self if min_ is None else self.maximum(min_)
-    return out if max_ is None else out.minimum(max_)
-  clamp = clip
-  def square(self) -> Tensor: return self * self
   def _float(self) -> Tensor: return self if self.dtype.is_float else self.cast(dtypes.default_float)
 
   # comparisons and logic (all return bool tensors)
@@ -1354,126 +1486,6 @@ class Tensor:
   def flip(self, axis: int | Sequence[int]) -> Tensor:
     axes = {_axis(a, self.ndim, self.shape) for a in ((axis,) if isinstance(axis, int) else axis)}
     return Tensor(_movement(self.uop, Ops.FLIP, tuple(i in axes for i in range(self.ndim)))) if axes else self
-  def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
-    if self.ndim == 0: return self.reshape(1)
-    a, b = _axis(start_dim, self.ndim, self.shape), _axis(end_dim, self.ndim, self.shape)
-    return self.reshape(self.shape[:a] + (prod(self.shape[a:b+1]),) + self.shape[b+1:])
-  def unflatten(self, dim: int, sizes: Sequence[int]) -> Tensor:
-    d = _axis(dim, self.ndim, self.shape)
-    return self.reshape(self.shape[:d] + tuple(sizes) + self.shape[d+1:])
-  def squeeze(self, dim: int | None = None) -> Tensor:
-    if dim is None: return self.reshape(tuple(s for s in self.shape if s != 1))
-    if self.ndim == 0: return self
-    d = _axis(dim, self.ndim, self.shape)
-    return self if self.shape[d] != 1 else self.reshape(self.shape[:d] + self.shape[d+1:])
-  def unsqueeze(self, dim: int) -> Tensor:
-    d = _axis(dim, self.ndim + 1, self.shape)
-    return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
-  def repeat(self, *repeats: Any) -> Tensor:
-    repeats = _shape_arg(repeats)
-    if len(repeats) < self.ndim: raise ValueError(f"repeat {repeats} needs at least {self.ndim} counts for shape {self.shape}")
-    base = (1,) * (len(repeats) - self.ndim) + self.shape
-    t = self.reshape(flatten((1, s) for s in base)).expand(flatten(zip(repeats, base)))
-    return t.reshape(tuple(r * s for r, s in zip(repeats, base)))
-
-  # ### Indexing
-  # `t[...]` with ints, slices (any step, negative too), None, Ellipsis and
-  # int tensors. Basic indexing is movement: a slice is a shrink, a negative
-  # step a flip, a step of k a reshape that keeps every k-th element. Tensor
-  # indices gather: they compare against `arange` to make a one-hot mask and
-  # sum it against the data, which is how tinygrad gathers too.
-  def __getitem__(self, index: Any) -> Tensor:
-    index = list(index) if isinstance(index, tuple) else [index]
-    if sum(i is Ellipsis for i in index) > 1: raise IndexError("an index can only have a single ellipsis")
-    used = sum(1 for i in index if i is not None and i is not Ellipsis)
-    if used > self.ndim: raise IndexError(f"too many indices for tensor of shape {self.shape}: {used} given")
-    at = next((n for n, i in enumerate(index) if i is Ellipsis), len(index))
-    index[at:at+1] = [slice(None)] * (self.ndim - used)  # the ellipsis (or the end) stands for the axes not named
-    t, out_index, dim = self, [], 0
-    for i in index:
-      if i is None:
-        t = t.unsqueeze(dim)
-        out_index.append(slice(None)); dim += 1
-      elif isinstance(i, bool) or not isinstance(i, (int, slice, Tensor, list)):
-        raise IndexError(f"cannot index with {type(i).__name__}")
-      elif isinstance(i, int):
-        n = t.shape[dim]
-        if not -n <= i < n: raise IndexError(f"index {i} is out of bounds for axis {dim} with size {n}")
-        t = t._slice_axis(dim, slice(i % n, i % n + 1)).squeeze(dim)
-      elif isinstance(i, slice):
-        t = t._slice_axis(dim, i)
-        out_index.append(slice(None)); dim += 1
-      else:
-        out_index.append(i if isinstance(i, Tensor) else Tensor(i, device=self.device)); dim += 1
-    tensor_axes = [d for d, i in enumerate(out_index) if isinstance(i, Tensor)]
-    return t._gather_axes(tensor_axes, [out_index[d] for d in tensor_axes]) if tensor_axes else t
-  def _slice_axis(self, dim: int, s: slice) -> Tensor:
-    start, stop, step = s.indices(self.shape[dim])
-    if step < 0:
-      t = self.flip(dim)
-      n = self.shape[dim]
-      start, stop, step = n - 1 - start, n - 1 - stop, -step
-    else: t = self
-    length = max(0, -(-(stop - start) // step))
-    bounds = [None] * t.ndim
-    bounds[dim] = (start, min(start + length * step, t.shape[dim])) if length else (start, start)
-    t = t.shrink(bounds)
-    if step == 1 or length == 0: return t
-    # keep every step-th element: pad to length*step, view as (length, step), take column 0
-    t = t.pad([None] * dim + [(0, length * step - t.shape[dim])] + [None] * (t.ndim - dim - 1))
-    t = t.reshape(t.shape[:dim] + (length, step) + t.shape[dim+1:])
-    return t.shrink([None] * (dim + 1) + [(0, 1)] + [None] * (t.ndim - dim - 2)).reshape(t.shape[:dim] + (length,) + t.shape[dim+2:])
-  def _gather_axes(self, axes: list[int], indices: list[Tensor]) -> Tensor:
-    for d, idx in zip(axes, indices):
-      if idx.dtype.is_float or idx.dtype == dtypes.bool: raise IndexError(f"tensor indices must be integers, got {idx.dtype}")
-    # one flat index over the indexed axes, negative indices wrapped as numpy does
-    bshape = functools.reduce(_broadcast_shape, [i.shape for i in indices])
-    flat = Tensor.zeros(bshape, device=self.device, dtype=dtypes.int32)
-    for d, idx in zip(axes, indices):
-      idx = idx.cast(dtypes.int32)
-      flat = flat * self.shape[d] + (idx < 0).where(idx + self.shape[d], idx)._broadcast_to(bshape)
-    rest = [d for d in range(self.ndim) if d not in axes]
-    n = prod(self.shape[d] for d in axes)
-    data = self.permute(axes + rest).reshape((n,) + tuple(self.shape[d] for d in rest))
-    onehot = flat.reshape(bshape + (1,)) == Tensor.arange(n, device=self.device)
-    picked = (onehot.reshape(onehot.shape + (1,) * len(rest)).where(data.reshape((1,) * len(bshape) + data.shape), 0)).sum(len(bshape))
-    # numpy puts the gathered axes where the indexed axes were if they are adjacent, else first
-    if axes == list(range(axes[0], axes[0] + len(axes))) and axes[0] > 0:
-      k, b = axes[0], len(bshape)
-      picked = picked.permute(list(range(b, b + k)) + list(range(b)) + list(range(b + k, picked.ndim)))
-    return picked.cast(self.dtype)
-
-  def cat(self, *others: Tensor, dim: int = 0) -> Tensor:
-    """Concatenate along dim: pad each tensor to the full length and add them up."""
-    first, tensors = self, (self,) + others
-    d = _axis(dim, first.ndim, first.shape)
-    for t in tensors[1:]:
-      if t.ndim != first.ndim or any(a != b for i, (a, b) in enumerate(zip(t.shape, first.shape)) if i != d):
-        raise ValueError(f"cat: shapes {first.shape} and {t.shape} differ outside axis {d}")
-    dtype = least_upper_dtype(*(t.dtype for t in tensors))
-    total, out, offset = sum(t.shape[d] for t in tensors), None, 0
-    for t in tensors:
-      pad = [None] * first.ndim
-      pad[d] = (offset, total - offset - t.shape[d])
-      piece = t.cast(dtype).pad(pad)
-      out = piece if out is None else out + piece
-      offset += t.shape[d]
-    return out
-  def stack(self, *others: Tensor, dim: int = 0) -> Tensor:
-    tensors = (self,) + others
-    if not all_same([t.shape for t in tensors]): raise ValueError(f"stack needs tensors of one shape, got {[t.shape for t in tensors]}")
-    d = _axis(dim, self.ndim + 1, self.shape)
-    return Tensor.cat(*(t.unsqueeze(d) for t in tensors), dim=d)
-  def split(self, sizes: int | Sequence[int], dim: int = 0) -> tuple[Tensor, ...]:
-    d = _axis(dim, self.ndim, self.shape)
-    n = self.shape[d]
-    sizes = [min(sizes, n - i) for i in range(0, n, sizes)] if isinstance(sizes, int) else list(sizes)
-    if sum(sizes) != n: raise ValueError(f"split sizes {sizes} do not add up to {n}, the size of axis {d}")
-    offsets = [sum(sizes[:i]) for i in range(len(sizes))]
-    return tuple(self._slice_axis(d, slice(o, o + s)) for o, s in zip(offsets, sizes))
-  def chunk(self, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
-    d = _axis(dim, self.ndim, self.shape)
-    return self.split(max(1, math.ceil(self.shape[d] / chunks)), d)
 
   # ### Reductions
   # One op, `REDUCE_AXIS`, with ADD, MUL or MAX, reduces the chosen axes to
@@ -1506,192 +1518,6 @@ class Tensor:
     out = self._float().sum(axis, keepdim)
     n = prod(self.shape) // max(1, prod(out.shape)) if out.numel() else prod(self.shape)
     return out / n if n else out * math.nan
-  def var(self, axis: int | Sequence[int] | None = None, keepdim: bool = False, correction: int = 1) -> Tensor:
-    squares = (self._float() - self._float().mean(axis, keepdim=True)).square()
-    n = prod(self.shape) // max(1, prod(squares.sum(axis, keepdim).shape))
-    return squares.sum(axis, keepdim) / max(0, n - correction)
-  def std(self, axis: int | Sequence[int] | None = None, keepdim: bool = False, correction: int = 1) -> Tensor:
-    return self.var(axis, keepdim, correction).sqrt()
-  def all(self, axis: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
-    return self.logical_not().any(axis, keepdim).logical_not()
-  def any(self, axis: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor: return self.bool().max(axis, keepdim)
-  def argmax(self, axis: int | None = None, keepdim: bool = False) -> Tensor:
-    """The index of the first maximum: count down from n at each maximum, take the largest count."""
-    if axis is None: return self.flatten().argmax(0)
-    d = _axis(axis, self.ndim, self.shape)
-    n = self.shape[d]
-    if n == 0: raise ValueError(f"argmax of an empty axis {d} (shape {self.shape})")
-    countdown = Tensor.arange(n, 0, -1, device=self.device).reshape((n,) + (1,) * (self.ndim - d - 1))
-    return (n - (self == self.max(d, keepdim=True)).where(countdown, 0).max(d, keepdim)).cast(dtypes.int32)
-  def argmin(self, axis: int | None = None, keepdim: bool = False) -> Tensor:
-    return (self.neg() if self.dtype.is_float else self.bitwise_not()).argmax(axis, keepdim)
-  def softmax(self, axis: int = -1) -> Tensor:
-    e = (self - self.max(axis, keepdim=True)).exp()
-    return e / e.sum(axis, keepdim=True)
-  def log_softmax(self, axis: int = -1) -> Tensor:
-    shifted = self - self.max(axis, keepdim=True)
-    return shifted - shifted.exp().sum(axis, keepdim=True).log()
-  def logsumexp(self, axis: int | None = None, keepdim: bool = False) -> Tensor:
-    m = self.max(axis, keepdim=True)
-    out = (self - m).exp().sum(axis, keepdim=True).log() + m
-    return out if keepdim else out.reshape(self.max(axis).shape)
-  def cumsum(self, axis: int = 0) -> Tensor:
-    """Running sum: each output element sums the inputs at or before it (a triangular mask, then a sum)."""
-    d = _axis(axis, self.ndim, self.shape)
-    x = self.transpose(d, -1) if self.ndim else self.reshape(1)
-    n = x.shape[-1]
-    mask = Tensor.arange(n, device=self.device).reshape(1, n) <= Tensor.arange(n, device=self.device).reshape(n, 1)
-    out = mask.where(x.unsqueeze(-2), 0).sum(-1, dtype=self._acc_dtype() if not self.dtype.is_float else None)
-    return out.transpose(d, -1) if self.ndim else out.reshape(())
-
-  # ### Matrix multiplication
-  # There is no matmul op. `x @ w` lines up x's rows and w's columns by
-  # broadcasting, multiplies elementwise, and sums the shared axis:
-  # `(n, 1, k) * (1, m, k)` summed over k is `(n, m)`. Scheduling fuses the
-  # multiply into the sum, so this is one kernel with a loop over k.
-  def matmul(self, w: Tensor) -> Tensor:
-    if self.ndim == 0 or w.ndim == 0: raise ValueError(f"matmul needs tensors of at least one dimension, got shapes {self.shape} and {w.shape}")
-    k = self.shape[-1]
-    if (wk := w.shape[-2] if w.ndim > 1 else w.shape[0]) != k:
-      raise ValueError(f"cannot matmul shapes {self.shape} and {w.shape}: inner sizes {k} and {wk} differ")
-    x = self.reshape(self.shape[:-1] + (1, k))
-    wt = w.reshape(k, 1).transpose(-1, -2) if w.ndim == 1 else w.transpose(-1, -2)
-    out = (x * wt.reshape(wt.shape[:-2] + (1,) + wt.shape[-2:])).sum(-1, dtype=least_upper_dtype(self._acc_dtype(), w._acc_dtype()))
-    out = out.cast(least_upper_dtype(self.dtype, w.dtype))
-    if self.ndim == 1: out = out.squeeze(-2)
-    return out.squeeze(-1) if w.ndim == 1 else out
-  def dot(self, w: Tensor) -> Tensor: return self.matmul(w)
-
-  # ### Ops for networks
-  # Convolution is movement plus multiply plus sum, like matmul. `_pool`
-  # turns each spatial axis of size i into two axes, (o, k): output position
-  # and offset in the window, so that `windows[..., a, b] = x[..., a*stride +
-  # b*dilation]`. It does so without a gather: repeat the axis k times,
-  # flatten, and read the result back in rows one element longer than a
-  # dilation step, which skews row b by b*dilation; a strided slice then
-  # keeps every stride-th column. Everything stays a view: the kernel that
-  # consumes the windows computes these indices, and no window is stored.
-  def _pool(self, kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...]) -> Tensor:
-    x, n = self, len(kernel)
-    lead = self.ndim - n
-    for j, (k, s, d) in enumerate(zip(kernel, stride, dilation)):
-      axis = lead + 2 * j  # spatial axis j, after the earlier ones became (o, k) pairs
-      x = x.permute([a for a in range(x.ndim) if a != axis] + [axis])
-      i = x.shape[-1]
-      o = (i - d * (k - 1) - 1) // s + 1
-      if o <= 0: raise ValueError(f"window of size {k} (dilation {d}) does not fit in axis {axis} of size {i}")
-      skewed = x.repeat((1,) * (x.ndim - 1) + (math.ceil(k * (i + d) / i),)).reshape(x.shape[:-1] + (-1,))
-      skewed = skewed.shrink([None] * (x.ndim - 1) + [(0, k * (i + d))]).reshape(x.shape[:-1] + (k, i + d))
-      x = skewed[..., :, : (o - 1) * s + 1 : s].transpose(-1, -2)  # (..., o, k)
-      x = x.permute(list(range(axis)) + [x.ndim - 2, x.ndim - 1] + list(range(axis, x.ndim - 2)))
-    # axes are now (..., o0, k0, o1, k1, ...): gather the outputs, then the windows
-    lead = list(range(self.ndim - n))
-    return x.permute(lead + [len(lead) + 2 * j for j in range(n)] + [len(lead) + 2 * j + 1 for j in range(n)])
-
-  def conv2d(self, weight: Tensor, bias: Tensor | None = None, groups: int = 1, stride: int | tuple[int, ...] = 1,
-             dilation: int | tuple[int, ...] = 1, padding: int | tuple[int, ...] = 0) -> Tensor:
-    """N-d convolution (2-d in the common case) of (batch, cin, *spatial) by (cout, cin/groups, *kernel)."""
-    (bs, cin), (cout, cin_g), hw = self.shape[:2], weight.shape[:2], weight.shape[2:]
-    if cin != cin_g * groups: raise ValueError(f"conv2d: input has {cin} channels, weight {weight.shape} with groups={groups} expects {cin_g * groups}")
-    if cout % groups: raise ValueError(f"conv2d: {cout} output channels do not divide into {groups} groups")
-    n = len(hw)
-    pads = _spatial(padding, n)
-    x = self.pad([None, None] + [(p, p) for p in pads])._pool(hw, _spatial(stride, n), _spatial(dilation, n))
-    out_hw = x.shape[2:2 + n]
-    x = x.reshape(bs, groups, 1, cin_g, *out_hw, *hw)
-    w = weight.reshape(1, groups, cout // groups, cin_g, *([1] * n), *hw)
-    out = (x * w).sum([3] + list(range(4 + n, 4 + 2 * n)), dtype=least_upper_dtype(self._acc_dtype(), weight._acc_dtype()))
-    out = out.cast(least_upper_dtype(self.dtype, weight.dtype)).reshape(bs, cout, *out_hw)
-    return out if bias is None else out + bias.reshape(1, -1, *([1] * n))
-
-  def conv_transpose2d(self, weight: Tensor, bias: Tensor | None = None, groups: int = 1, stride: int | tuple[int, ...] = 1,
-                       dilation: int | tuple[int, ...] = 1, padding: int | tuple[int, ...] = 0, output_padding: int | tuple[int, ...] = 0) -> Tensor:
-    """The transpose (gradient) of conv2d: spread the input out by the stride, then convolve with the flipped kernel."""
-    hw = weight.shape[2:]
-    n = len(hw)
-    s, d, p, op = _spatial(stride, n), _spatial(dilation, n), _spatial(padding, n), _spatial(output_padding, n)
-    cin, cout_g = weight.shape[:2]
-    w = weight.reshape(groups, cin // groups, cout_g, *hw).transpose(1, 2).reshape(groups * cout_g, cin // groups, *hw).flip(tuple(range(2, 2 + n)))
-    x = self
-    for j, sj in enumerate(s):  # insert stride-1 zeros between input elements
-      if sj == 1: continue
-      axis = 2 + j
-      x = x.unsqueeze(axis + 1).pad([None] * (axis + 1) + [(0, sj - 1)] + [None] * (x.ndim - axis - 1))
-      x = x.flatten(axis, axis + 1)
-      x = x.shrink([None] * axis + [(0, x.shape[axis] - (sj - 1))] + [None] * (x.ndim - axis - 1))
-    pads = [(dj * (kj - 1) - pj, dj * (kj - 1) - pj + oj) for kj, dj, pj, oj in zip(hw, d, p, op)]
-    return x.pad([None, None] + pads).conv2d(w, bias, groups=groups, dilation=d)
-
-  def max_pool2d(self, kernel_size: int | tuple[int, ...] = 2, stride: int | tuple[int, ...] | None = None,
-                 dilation: int | tuple[int, ...] = 1, padding: int | tuple[int, ...] = 0) -> Tensor:
-    k = _spatial(kernel_size, 2)
-    x = self.pad([None] * (self.ndim - 2) + [(p, p) for p in _spatial(padding, 2)], value=float("-inf") if self.dtype.is_float else self.dtype.min)
-    return x._pool(k, _spatial(stride if stride is not None else kernel_size, 2), _spatial(dilation, 2)).max((-2, -1))
-  def avg_pool2d(self, kernel_size: int | tuple[int, ...] = 2, stride: int | tuple[int, ...] | None = None,
-                 dilation: int | tuple[int, ...] = 1, padding: int | tuple[int, ...] = 0) -> Tensor:
-    k = _spatial(kernel_size, 2)
-    x = self.pad([None] * (self.ndim - 2) + [(p, p) for p in _spatial(padding, 2)])
-    return x._pool(k, _spatial(stride if stride is not None else kernel_size, 2), _spatial(dilation, 2)).mean((-2, -1))
-
-  def linear(self, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """`x @ weight + bias`, with weight of shape (in, out) (nn.Linear passes its weight transposed)."""
-    out = self * weight if weight.ndim == 1 else self.matmul(weight)
-    return out if bias is None else out + bias
-  def dropout(self, p: float = 0.5) -> Tensor:
-    if not Tensor.training or p == 0: return self
-    if p >= 1: return self.zeros_like()
-    return (Tensor.rand(self.shape, device=self.device) >= p).where(self, 0) * (1 / (1 - p))
-  def layernorm(self, axis: int | tuple[int, ...] = -1, eps: float = 1e-5) -> Tensor:
-    centered = self - self.mean(axis, keepdim=True)
-    return centered * (centered.square().mean(axis, keepdim=True) + eps).rsqrt()
-  def batchnorm(self, weight: Tensor | None, bias: Tensor | None, mean: Tensor, invstd: Tensor) -> Tensor:
-    """Normalize over channels (axis 1) with the given statistics."""
-    shape = (1, -1) + (1,) * (self.ndim - 2)
-    x = self - mean.reshape(shape)
-    scale = invstd if weight is None else invstd * weight
-    x = x * scale.reshape(shape)
-    return x if bias is None else x + bias.reshape(shape)
-  def one_hot(self, num_classes: int) -> Tensor:
-    return (self.unsqueeze(-1) == Tensor.arange(num_classes, device=self.device)).cast(dtypes.int32)
-  def sparse_categorical_crossentropy(self, Y: Tensor, ignore_index: int = -1, label_smoothing: float = 0.0) -> Tensor:
-    """Cross entropy of logits (..., classes) against integer labels Y (...); labels equal to ignore_index don't count."""
-    log_probs = self.log_softmax(-1)
-    keep = (Y != ignore_index).unsqueeze(-1)
-    picked = (Y.unsqueeze(-1) == Tensor.arange(self.shape[-1], device=self.device)) & keep
-    nll = -picked.where(log_probs, 0).sum()
-    smooth = -keep.where(log_probs, 0).mean(-1).sum()
-    return ((1 - label_smoothing) * nll + label_smoothing * smooth) / keep.sum().maximum(1)
-  def cross_entropy(self, Y: Tensor, reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
-    """Cross entropy of logits (N, C, ...) against class indices (N, ...) or probabilities (N, C, ...), as PyTorch's."""
-    axis = 1 if self.ndim > 1 else 0
-    log_probs = self.log_softmax(axis)
-    if Y.dtype.is_float: target = Y
-    else: target = (Y.unsqueeze(axis) == Tensor.arange(self.shape[axis], device=self.device).reshape((-1,) + (1,) * (self.ndim - axis - 1))).cast(log_probs.dtype)
-    target = target * (1 - label_smoothing) + label_smoothing / self.shape[axis]
-    loss = -(target * log_probs).sum(axis)
-    return {"mean": loss.mean, "sum": loss.sum, "none": lambda: loss}[reduction]()
-  def binary_crossentropy(self, Y: Tensor, reduction: str = "mean") -> Tensor:
-    """Binary cross entropy of probabilities (self) against targets Y."""
-    loss = -(Y * self.clip(1e-12, None).log() + (1 - Y) * (1 - self).clip(1e-12, None).log())
-    return {"mean": loss.mean, "sum": loss.sum, "none": lambda: loss}[reduction]()
-  def binary_crossentropy_logits(self, Y: Tensor, reduction: str = "mean") -> Tensor:
-    loss = self.maximum(0) - self * Y + (1 + (-self.abs()).exp()).log()
-    return {"mean": loss.mean, "sum": loss.sum, "none": lambda: loss}[reduction]()
-  def scaled_dot_product_attention(self, key: Tensor, value: Tensor, attn_mask: Tensor | None = None,
-                                   dropout_p: float = 0.0, is_causal: bool = False) -> Tensor:
-    """softmax(q @ k^T / sqrt(d) + mask) @ v, where self is q; a bool mask keeps the True positions."""
-    scores = self @ key.transpose(-2, -1) / math.sqrt(self.shape[-1])
-    if is_causal: attn_mask = Tensor.ones(scores.shape[-2], scores.shape[-1], device=self.device, dtype=dtypes.bool).tril()
-    if attn_mask is not None: scores = attn_mask.where(scores, float("-inf")) if attn_mask.dtype == dtypes.bool else scores + attn_mask
-    return scores.softmax(-1).dropout(dropout_p) @ value
-  def tril(self, diagonal: int = 0) -> Tensor:
-    rows, cols = self.shape[-2:]
-    keep = Tensor.arange(rows, device=self.device).reshape(rows, 1) + diagonal >= Tensor.arange(cols, device=self.device).reshape(1, cols)
-    return keep.where(self, self.zeros_like())
-  def triu(self, diagonal: int = 0) -> Tensor:
-    rows, cols = self.shape[-2:]
-    keep = Tensor.arange(rows, device=self.device).reshape(rows, 1) + diagonal <= Tensor.arange(cols, device=self.device).reshape(1, cols)
-    return keep.where(self, self.zeros_like())
 
   # ### Devices, storage, assignment
   def to(self, device: str) -> Tensor:
@@ -1711,32 +1537,12 @@ class Tensor:
     _pending_assigns[id(self)] = self
     return self
 
-  # ### Gradients (chapter 7 explains how they are computed)
-  def gradient(self, *targets: Tensor, gradient: Tensor | None = None) -> list[Tensor]:
-    """The gradients of this tensor with respect to `targets`, without touching their `.grad`."""
-    if gradient is None:
-      if self.numel() != 1: raise ValueError(f"gradient of a tensor of shape {self.shape} needs an explicit `gradient` of that shape")
-      gradient = Tensor.ones(self.shape, device=self.device, dtype=self.dtype)
-    keys = [_gradient_key(t.uop) for t in targets]
-    grads = compute_gradient(self.uop, gradient, keys)
-    return [grads[k].reshape(t.shape) if k in grads else t.zeros_like() for t, k in zip(targets, keys)]
-  def backward(self, gradient: Tensor | None = None) -> Tensor:
-    """Accumulate into `.grad` the gradient of this tensor for every tensor created with `requires_grad=True` that it depends on."""
-    in_graph = self.uop.toposort()
-    targets = [t for t in list(_grad_tensors.values()) if t.requires_grad and _gradient_key(t.uop) in in_graph]
-    for t, g in zip(targets, self.gradient(*targets, gradient=gradient)): t.grad = g if t.grad is None else t.grad + g
-    return self
-
 def _scalar_dtype(dtype: DType, y: Any) -> DType:
   """The dtype a Python scalar takes next to a tensor of `dtype`: the tensor's, unless that would lose the scalar's kind."""
   if not isinstance(y, (bool, int, float)): raise TypeError(f"cannot combine a Tensor with {type(y).__name__}")
   if isinstance(y, float) and not dtype.is_float: return dtypes.default_float
   return dtypes.default_int if isinstance(y, int) and not isinstance(y, bool) and dtype == dtypes.bool else dtype
 
-# A stored tensor is RESHAPE(BUFFER), and reshaping it reshapes the BUFFER directly (`_reshape`), so its gradient is the buffer's.
-def _gradient_key(u: UOp) -> UOp: return u.src[0] if u.op is Ops.RESHAPE and u.src[0].op is Ops.BUFFER else u
-
-def _spatial(x: int | Sequence[int], n: int) -> tuple[int, ...]: return (x,) * n if isinstance(x, int) else tuple(x)
 
 def _broadcast_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
   n = max(len(a), len(b))
@@ -1744,7 +1550,20 @@ def _broadcast_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
   if any(x != y and x != 1 and y != 1 for x, y in zip(pa, pb)): raise ValueError(f"cannot broadcast shapes {a} and {b}")
   return tuple(y if x == 1 else x for x, y in zip(pa, pb))
 
-# # 7. Autograd
+
+# The class above is the lazy core. Later chapters add methods to it where
+# their ideas are introduced: autograd in chapter 8, the rest of the API in
+# chapter 15. Each group is written as a small class, and `tensor_methods`
+# copies its methods onto Tensor, so users see one Tensor and readers meet the
+# API one family at a time.
+_CLASS_MACHINERY = set(vars(type("empty", (), {})))  # __module__, __dict__, __doc__...: what every class body has
+
+def tensor_methods(family: type) -> type:
+  for name, member in vars(family).items():
+    if name not in _CLASS_MACHINERY: setattr(Tensor, name, member)
+  return family
+
+# # 8. Autograd
 #
 # A gradient is computed the way everything else in tiny is: by rules over
 # UOps. `pm_gradient` holds one rule per differentiable op. Given the
@@ -1818,11 +1637,42 @@ def compute_gradient(root: UOp, root_grad: Tensor, targets: list[UOp]) -> dict[U
       if g is not None and on_path.get(s, False): grads[s] = grads[s] + g if s in grads else g
   return {t: grads[t] for t in targets if t in grads}
 
-# Tensors that want gradients are tracked weakly, so `backward()` can find the
-# ones its loss depends on without holding them alive.
-_grad_tensors: weakref.WeakValueDictionary[int, Tensor] = weakref.WeakValueDictionary()  # by id: Tensor's == is elementwise
 
-# # 8. Scheduling
+# `gradient` and `backward` are the user's side of it: `backward()` seeds the
+# loss with 1 and accumulates into `.grad` of every tensor created with
+# `requires_grad=True` that the loss depends on.
+# A stored tensor is RESHAPE(BUFFER), and reshaping it reshapes the BUFFER directly (`_reshape`), so its gradient is the buffer's.
+def _gradient_key(u: UOp) -> UOp: return u.src[0] if u.op is Ops.RESHAPE and u.src[0].op is Ops.BUFFER else u
+
+@tensor_methods
+class TensorGradients:
+  def gradient(self, *targets: Tensor, gradient: Tensor | None = None) -> list[Tensor]:
+    """The gradients of this tensor with respect to `targets`, without touching their `.grad`."""
+    if gradient is None:
+      if self.numel() != 1: raise ValueError(f"gradient of a tensor of shape {self.shape} needs an explicit `gradient` of that shape")
+      gradient = Tensor.ones(self.shape, device=self.device, dtype=self.dtype)
+    keys = [_gradient_key(t.uop) for t in targets]
+    grads = compute_gradient(self.uop, gradient, keys)
+    return [grads[k].reshape(t.shape) if k in grads else t.zeros_like() for t, k in zip(targets, keys)]
+  def backward(self, gradient: Tensor | None = None) -> Tensor:
+    """Accumulate into `.grad` the gradient of this tensor for every tensor created with `requires_grad=True` that it depends on."""
+    in_graph = self.uop.toposort()
+    targets = [t for t in list(_grad_tensors.values()) if t.requires_grad and _gradient_key(t.uop) in in_graph]
+    for t, g in zip(targets, self.gradient(*targets, gradient=gradient)): t.grad = g if t.grad is None else t.grad + g
+    return self
+
+# The running example's gradient: `c` is the sum of `a*b`, so its gradient
+# with respect to `a` is `b`, computed by the MUL rule from the REDUCE_AXIS
+# rule's expanded ones. It is a lazy graph like any other until read:
+#
+# ```python
+# print(c.gradient(a)[0].tolist())
+# ```
+# ```text
+# [4.0, 5.0, 6.0]
+# ```
+
+# # 9. Scheduling
 #
 # `realize()` hands the scheduler a graph of tensor UOps. Its job is to cut
 # the graph into kernels. A kernel computes one output tensor, element by
@@ -1856,15 +1706,6 @@ _grad_tensors: weakref.WeakValueDictionary[int, Tensor] = weakref.WeakValueDicti
 # `PARAM`s instead of concrete buffers. Two kernels that do the same thing to
 # different buffers have the same AST, which is what makes the compiled
 # program reusable from one training step to the next.
-
-def _is_stored(u: UOp) -> bool:
-  """Is this tensor UOp a plain view of a buffer, its values already in memory in order?"""
-  return u.op is Ops.BUFFER or (u.op is Ops.RESHAPE and u.src[0].op is Ops.BUFFER)
-
-# Realized tensors are remembered: any graph that still holds the UOp that was
-# computed gets the stored result instead. The keys are weak, so the memory
-# lives exactly as long as some graph could ask for it.
-realized: weakref.WeakKeyDictionary[UOp, UOp] = weakref.WeakKeyDictionary()
 
 @dataclass(frozen=True)
 class ScheduleItem:
@@ -1972,41 +1813,29 @@ def create_schedule(outs: list[UOp]) -> tuple[list[ScheduleItem], tuple[UOp, ...
   sink = graph_rewrite(sink, pm_kernelize, ctx=ctx, name="kernelize")
   return order_schedule(ctx), tuple(x.src[0] if x.op is Ops.AFTER else x for x in sink.src)
 
-# An assign is a side effect: once it has run as part of any realize, the
-# tensor it belongs to must point at its buffer, or the next realize would run
-# it again. Tensors with a pending assign are kept (weakly) for that.
+# The running example is one kernel. Its AST stores into PARAM 0 (a new
+# buffer of one element) the tensor graph of `c`, with its two inputs now
+# PARAMs 1 and 2:
 #
-# The buffer after an assign holds a different value than before, so it gets
-# a new name: a fresh BUFFER UOp for the same memory. Otherwise a graph built
-# after the assign would be the very same UOp as one built before (hash-
-# consing), and `realized` would hand back the stale result.
-_pending_assigns: weakref.WeakValueDictionary[int, Tensor] = weakref.WeakValueDictionary()  # by id: Tensor's == is elementwise
+# ```python
+# from tiny import create_schedule
+# items, outs = create_schedule([c.uop])
+# print(len(items))
+# print(items[0].ast.listing())
+# ```
+# ```text
+# 1
+#    0 PARAM        float32  []               (0, 1)
+#    1 PARAM        float32  []               (1, 3)
+#    2 PARAM        float32  []               (2, 3)
+#    3 MUL          float32  [1, 2]           None
+#    4 REDUCE_AXIS  float32  [3]              (Ops.ADD, (0,))
+#    5 RESHAPE      float32  [4]              ()
+#    6 STORE        void     [0, 5]           None
+#    7 SINK         void     [6]              None
+# ```
 
-def _renamed(view: UOp) -> UOp:
-  base = view.src[0] if view.op is Ops.RESHAPE else view
-  new = UOp(Ops.BUFFER, base.dtype, base.src, (next(_buffer_ids), base.arg[1]))
-  _buffers[new] = _buffers[base]
-  return _reshape(new, view.shape)
-
-@traced("realize")
-def realize_tensors(tensors: list[Tensor]) -> None:
-  start = time.perf_counter()
-  outs = [t.uop for t in tensors]
-  items, results = create_schedule(outs)
-  run_schedule(items)
-  after_assign: dict[UOp, UOp] = {}
-  for t, old, new in zip(tensors, outs, results):
-    t.uop = after_assign.setdefault(old, _renamed(new)) if old.op is Ops.ASSIGN else new
-    if old is not t.uop and any(u.op is Ops.BUFFER for u in old.toposort()): realized[old] = t.uop  # equal constants must not share a buffer
-  if _pending_assigns:
-    ran = UOp.sink(*outs).toposort()
-    for t in [t for t in _pending_assigns.values() if t.uop in ran or t.uop.op is not Ops.ASSIGN]:
-      if t.uop.op is Ops.ASSIGN: realized[t.uop] = t.uop = after_assign.setdefault(t.uop, _renamed(t.uop.src[0]))
-      del _pending_assigns[id(t)]
-  if DEBUG >= 1 and items:
-    print(f"realize: {len(items)} kernel{'s' if len(items) != 1 else ''} in {(time.perf_counter() - start)*1e3:.2f} ms")
-
-# # 9. Lowering
+# # 10. Lowering
 #
 # A kernel's AST says *what* to store: `STORE(PARAM 0, value)` where `value` is
 # a tensor graph. Lowering says *how*, as loops. For an output of shape
@@ -2158,6 +1987,38 @@ def lower(ast: UOp) -> UOp:
   params = sorted((u for u in ast.toposort() if u.op is Ops.PARAM), key=lambda p: p.arg[0])  # all of them, even if folded away:
   kernel = graph_rewrite(UOp.sink(store, *params), pm_lower + symbolic, ctx=ctx, name="lower")  # the call passes every buffer
   return graph_rewrite(kernel, pm_accumulators, name="reduces to accumulators")
+
+# The running example lowered: one REDUCE loop (RANGE 3) over two loads and a
+# multiply, an accumulator that starts at 0.0 and is updated in the loop, and
+# a store of its final value at index 0 (the output has one element, so its
+# loop folded to the constant 0):
+#
+# ```python
+# from tiny import lower
+# kernel = lower(items[0].ast)
+# print(kernel.listing())
+# ```
+# ```text
+#    0 PARAM        float32  []               (0, 1)
+#    1 CONST        int32    []               0
+#    2 CONST        bool     []               True
+#    3 INDEX        float32  [0, 1, 2]        None
+#    4 CONST        float32  []               0.0
+#    5 CONST        int32    []               3
+#    6 RANGE        int32    [5]              (0, 'REDUCE')
+#    7 DEFINE_ACC   float32  [4, 6]           None
+#    8 PARAM        float32  []               (2, 3)
+#    9 INDEX        float32  [8, 6, 2]        None
+#   10 LOAD         float32  [9]              None
+#   11 PARAM        float32  []               (1, 3)
+#   12 INDEX        float32  [11, 6, 2]       None
+#   13 LOAD         float32  [12]             None
+#   14 MUL          float32  [10, 13]         None
+#   15 ADD          float32  [7, 14]          None
+#   16 ASSIGN       float32  [7, 15]          None
+#   17 STORE        void     [3, 16]          None
+#   18 SINK         void     [17, 0, 11, 8]   None
+# ```
 
 # # 11. Linearizing and rendering
 #
@@ -2320,60 +2181,37 @@ class CStyleRenderer(Renderer):
     args = ", ".join(f"{'' if p in written else 'const '}{self.types[p.dtype]}* restrict {self.names[p]}" for _, p in sorted(params.items()))
     return f"{self.kernel_prefix} {name}({args}) {{\n" + "\n".join(lines) + "\n}\n"
 
-# # 12. Devices and running
+# The running example in order, and as C. Constants and the accumulator come
+# first, the loop holds the loads, the multiply and the update, and the store
+# comes after the loop closes; the loads are variables, the multiply is used
+# once and is inlined into the update:
 #
-# A device is four parts, each small:
+# ```python
+# from tiny import linearize, CStyleRenderer
+# program = linearize(kernel)
+# print(" ".join(u.op.name for u in program))
+# print(CStyleRenderer().render("r_3", program))
+# ```
+# ```text
+# PARAM CONST CONST INDEX CONST CONST DEFINE_ACC PARAM PARAM RANGE INDEX LOAD INDEX LOAD MUL ADD ASSIGN END STORE
+# void r_3(float* restrict data0, const float* restrict data1, const float* restrict data2) {
+#   float acc0 = ((float)0.0);
+#   for (int ridx0 = 0; ridx0 < 3; ridx0++) {
+#     float val0 = data2[ridx0];
+#     float val1 = data1[ridx0];
+#     acc0 = (acc0+(val0*val1));
+#   }
+#   data0[0] = acc0;
+# }
+# ```
+
+# # 12. Compiling and running
 #
-# - an `Allocator`: get and free memory, copy bytes in and out;
-# - a `Renderer` (chapter 11): linear program to source text;
-# - a `Compiler`: source text to a binary, with a cache on disk;
-# - a runtime: load a binary as a callable `Program` and launch it on buffers.
-#
-# The reference device, PYTHON, is defined in chapter 13 of this file. Fast
-# devices live in `backends/<name>.py` beside this file, each a module with an
-# `open_device()` function; tiny loads them by path when first asked, so
-# copying `backends/` next to a vendored `tiny.py` is all it takes to add
-# them. `Device.DEFAULT` is the fastest device that works here (`DEVICE=...`
-# overrides it).
-
-class Allocator:
-  """Memory for one device. Freed blocks are kept by size and handed out again, skipping fresh allocations."""
-  def __init__(self) -> None: self.free_blocks: dict[int, list[Any]] = {}
-  def alloc(self, nbytes: int) -> Any:
-    blocks = self.free_blocks.get(nbytes)
-    return blocks.pop() if blocks else self._alloc(nbytes)
-  def free(self, block: Any, nbytes: int) -> None: self.free_blocks.setdefault(nbytes, []).append(block)
-  def _alloc(self, nbytes: int) -> Any: raise NotImplementedError
-  def copyin(self, dst: Any, src: memoryview) -> None: raise NotImplementedError
-  def copyout(self, src: Any, nbytes: int) -> memoryview: raise NotImplementedError
-
-class Buffer:
-  """A block of device memory holding `size` elements of `dtype`."""
-  def __init__(self, device: str, size: int, dtype: DType):
-    self.device, self.size, self.dtype, self.nbytes = device, size, dtype, size * dtype.itemsize
-    self.allocator = Device[device].allocator
-    self.block = self.allocator.alloc(self.nbytes)
-  def __del__(self) -> None:
-    if hasattr(self, "block"): self.allocator.free(self.block, self.nbytes)
-  def copyin(self, data: bytes | memoryview) -> None: self.allocator.copyin(self.block, memoryview(data).cast("B"))
-  def copyout(self) -> memoryview: return self.allocator.copyout(self.block, self.nbytes)
-
-# A BUFFER UOp names a buffer; this table, weak on the UOp, holds the memory.
-# When the last graph holding the BUFFER UOp goes away, so does the memory.
-_buffers: weakref.WeakKeyDictionary[UOp, Buffer] = weakref.WeakKeyDictionary()
-_buffer_ids = itertools.count()
-
-def _new_buffer(device: str, size: int, dtype: DType) -> UOp:
-  uop = UOp(Ops.BUFFER, dtype, (_device_uop(device),), (next(_buffer_ids), size))
-  _buffers[uop] = Buffer(device, size, dtype)
-  return uop
-
-def _buffer_of(view: UOp) -> Buffer: return _buffers[view if view.op is Ops.BUFFER else view.src[0]]
-
-def _buffer_from_bytes(data: bytes, dtype: DType, shape: tuple[int, ...], device: str) -> UOp:
-  uop = _new_buffer(device, prod(shape), dtype)
-  _buffers[uop].copyin(data)
-  return _reshape(uop, shape)
+# A kernel's AST has been lowered (chapter 10), put in order and printed as
+# source (chapter 11). What is left is to turn the source into something that
+# runs, and to run it: a `Compiler` per device, a cache of finished programs,
+# and the loop that runs a schedule's items and points the realized tensors
+# at their results.
 
 class CompileError(RuntimeError): pass
 
@@ -2394,66 +2232,9 @@ class Compiler:
     os.replace(f.name, path)  # atomic: another process never sees half a file
     return lib
 
-@dataclass
-class Compiled:
-  """A device: its allocator, renderer, compiler and runtime (binary -> Program)."""
-  name: str
-  allocator: Allocator
-  renderer: Renderer
-  compiler: Compiler
-  runtime: Callable[[str, bytes], Callable[..., Any]]
-
-class _Device:
-  # the order of preference when DEVICE is not set: fastest first
-  preference = ("CUDA", "CPU", "PYTHON")
-  def __init__(self) -> None:
-    self.opened: dict[str, Compiled] = {}
-    self.folder = pathlib.Path(__file__).resolve().parent / "backends"
-  def names(self) -> list[str]:
-    found = sorted(p.stem.upper() for p in self.folder.glob("*.py")) if self.folder.is_dir() else []
-    return ["PYTHON"] + [n for n in found if n != "PYTHON"]
-  def __getitem__(self, name: str) -> Compiled:
-    name = name.upper()
-    if name not in self.opened:
-      if name not in self.names(): raise ValueError(f"unknown device {name!r}; available: {', '.join(self.names())}")
-      self.opened[name] = PythonDevice() if name == "PYTHON" else _load_backend(self.folder / f"{name.lower()}.py").open_device()
-    return self.opened[name]
-  @functools.cached_property
-  def DEFAULT(self) -> str:
-    if DEVICE.value: return self.canonicalize(DEVICE.value)
-    for name in self.preference:
-      if name in self.names():
-        try: self[name]
-        except Exception as e:
-          if DEBUG >= 1: print(f"device {name} is not usable here: {e}")
-          continue
-        return name
-    return "PYTHON"
-  def canonicalize(self, device: str | None) -> str:
-    name = self.DEFAULT if device is None else device.upper()
-    self[name]  # raises for unknown or unusable devices, at the call that named them
-    return name
-  def check_dtype(self, device: str, dtype: DType) -> None:
-    if dtype not in self[device].renderer.supported_dtypes: raise TypeError(f"device {device} cannot hold dtype {dtype.name}")
-
-def _load_backend(path: pathlib.Path) -> Any:
-  # A backend says `from tiny import ...`. It must get *this* module, even when
-  # tiny.py was vendored under another name (mypkg.tiny) or run as a script,
-  # so "tiny" points here while the backend loads.
-  spec = importlib.util.spec_from_file_location(f"tiny_backend_{path.stem}", path)
-  module, saved = importlib.util.module_from_spec(spec), sys.modules.get("tiny")
-  sys.modules["tiny"] = sys.modules[__name__]
-  try: spec.loader.exec_module(module)
-  finally:
-    if saved is None: del sys.modules["tiny"]
-    else: sys.modules["tiny"] = saved
-  return module
-
-Device = _Device()
-
 # ## Running a schedule
 #
-# `get_program` takes a kernel AST through the whole pipeline, lower (9),
+# `get_program` takes a kernel AST through the whole pipeline, lower (10),
 # linearize and render (11), compile (12), and caches the result in memory by
 # the AST and device: the second time a training step runs the same kernel,
 # none of this happens again. A copy is not a kernel: the bytes go out of one
@@ -2466,7 +2247,6 @@ class Kernel:
   program: Callable[..., Any]
   ops: int        # arithmetic ops executed, estimated from the loop sizes
 
-_programs: dict[tuple[UOp, str], Kernel] = {}
 
 def _kernel_name(program: list[UOp]) -> str:
   ranges = [u for u in program if u.op is Ops.RANGE]
@@ -2518,7 +2298,57 @@ def run_schedule(items: list[ScheduleItem]) -> None:
       print(f"*** {bufs[0].device:6s} {GlobalCounters.kernel_count:4d} {kernel.name:24s} {elapsed*1e6:9.1f} us "
             f"{kernel.ops/max(elapsed, 1e-9)/1e9:8.3f} GFLOP/s {mem/max(elapsed, 1e-9)/1e9:8.3f} GB/s")
 
-# ## TinyJit
+# ## Realizing tensors
+#
+# An assign is a side effect: once it has run as part of any realize, the
+# tensor it belongs to must point at its buffer, or the next realize would run
+# it again. Tensors with a pending assign are kept (weakly) for that.
+#
+# The buffer after an assign holds a different value than before, so it gets
+# a new name: a fresh BUFFER UOp for the same memory. Otherwise a graph built
+# after the assign would be the very same UOp as one built before (hash-
+# consing), and `realized` would hand back the stale result.
+
+def _renamed(view: UOp) -> UOp:
+  base = view.src[0] if view.op is Ops.RESHAPE else view
+  new = UOp(Ops.BUFFER, base.dtype, base.src, (next(_buffer_ids), base.arg[1]))
+  _buffers[new] = _buffers[base]
+  return _reshape(new, view.shape)
+
+@traced("realize")
+def realize_tensors(tensors: list[Tensor]) -> None:
+  start = time.perf_counter()
+  outs = [t.uop for t in tensors]
+  items, results = create_schedule(outs)
+  run_schedule(items)
+  after_assign: dict[UOp, UOp] = {}
+  for t, old, new in zip(tensors, outs, results):
+    t.uop = after_assign.setdefault(old, _renamed(new)) if old.op is Ops.ASSIGN else new
+    if old is not t.uop and any(u.op is Ops.BUFFER for u in old.toposort()): realized[old] = t.uop  # equal constants must not share a buffer
+  if _pending_assigns:
+    ran = UOp.sink(*outs).toposort()
+    for t in [t for t in _pending_assigns.values() if t.uop in ran or t.uop.op is not Ops.ASSIGN]:
+      if t.uop.op is Ops.ASSIGN: realized[t.uop] = t.uop = after_assign.setdefault(t.uop, _renamed(t.uop.src[0]))
+      del _pending_assigns[id(t)]
+  if DEBUG >= 1 and items:
+    print(f"realize: {len(items)} kernel{'s' if len(items) != 1 else ''} in {(time.perf_counter() - start)*1e3:.2f} ms")
+
+# And at last the running example's number. With `DEBUG=2` each kernel run
+# prints a line: the device, the count of kernels so far, the kernel's name
+# (r for a reduce, then its loop sizes), its time and its speed; each realize
+# prints one more.
+#
+# ```python
+# from tiny import Context
+# with Context(DEBUG=2): print(c.item())
+# ```
+# ```text
+# *** ... r_3 ...
+# realize: 1 kernel in ... ms
+# 32.0
+# ```
+
+# # 13. The JIT
 #
 # Even with every kernel cached, each training step still builds its graph
 # in Python and schedules it. `TinyJit` removes that too. It wraps a step
@@ -2533,8 +2363,6 @@ def run_schedule(items: list[ScheduleItem]) -> None:
 
 class JitError(RuntimeError): pass
 
-# while a TinyJit captures: ("kernel", buffers, Kernel), ("copy", buffers, None) or ("rng", [key buffer], count)
-_capturing: list[tuple[str, list[Buffer], Any]] | None = None
 
 class TinyJit:
   def __init__(self, fn: Callable[..., Any]):
@@ -2575,7 +2403,7 @@ def _realize_outputs(out: Any) -> Any:
   if tensors: Tensor.realize(*tensors)
   return out
 
-# # 13. The reference device
+# # 14. The reference device
 #
 # PYTHON is tiny's reference: a device that needs nothing but Python, whose
 # semantics are by definition right. Its "source code" is the linear program
@@ -2648,7 +2476,461 @@ class PythonProgram:
 def PythonDevice() -> Compiled:
   return Compiled("PYTHON", PythonAllocator(), PythonRenderer(), PythonCompiler(), PythonProgram)
 
-# # 14. nn
+# # 15. The rest of the Tensor API
+#
+# Everything in this chapter is a composition of the core of chapter 7:
+# elementwise ops, movement, reduces. None of it adds an idea to the compiler,
+# so it is written to be skimmed: one family of methods per section, a line of
+# prose saying how the family is built, then the methods, short and in
+# tinygrad's (and mostly PyTorch's) names and semantics.
+
+# ## Creation
+# Ramps and identity matrices are arange, compared or scaled.
+@tensor_methods
+class TensorCreation:
+  @staticmethod
+  def linspace(start: float, stop: float, steps: int, device: str | None = None, dtype: DType | None = None) -> Tensor:
+    if steps < 0: raise ValueError(f"linspace: steps must be non-negative, got {steps}")
+    dtype = dtype or dtypes.default_float
+    if steps == 1: return Tensor.full((1,), start, device=device, dtype=dtype)
+    return (Tensor.arange(steps, device=device).cast(dtypes.float32) * ((stop - start) / max(steps - 1, 1)) + start).cast(dtype)
+  @staticmethod
+  def eye(n: int, m: int | None = None, device: str | None = None, dtype: DType | None = None) -> Tensor:
+    rows, cols = Tensor.arange(n, device=device).reshape(n, 1), Tensor.arange(m if m is not None else n, device=device).reshape(1, -1)
+    return (rows == cols).cast(dtype or dtypes.default_float)
+
+# ## Random numbers
+# Random numbers are computed, not loaded: element `i` of a random tensor is
+# a hash of `(seed, counter + i)`, with the murmur3 finalizer, in uint32
+# arithmetic that every device computes identically. So the same seed gives
+# the same numbers on every device. Each call advances the counter; the
+# seed and counter travel in a tiny buffer, so the kernel is the same from
+# call to call and is compiled once. (TinyJit refills that buffer when it
+# replays a step, so replays draw fresh numbers too.)
+@tensor_methods
+class TensorRandom:
+  _seed: int = 0
+  _rng_counter: int = 0
+  @staticmethod
+  def manual_seed(seed: int = 0) -> None: Tensor._seed, Tensor._rng_counter = seed, 0
+  @staticmethod
+  def _rng_key(n: int) -> bytes:
+    key = struct.pack("<2I", Tensor._seed & 0xFFFFFFFF, Tensor._rng_counter & 0xFFFFFFFF)
+    Tensor._rng_counter += n
+    return key
+  @staticmethod
+  def _random_bits(shape: tuple[int, ...], device: str | None) -> Tensor:
+    n = prod(shape)
+    key = Tensor(_buffer_from_bytes(Tensor._rng_key(n), dtypes.uint32, (2,), Device.canonicalize(device)))
+    if _capturing is not None: _capturing.append(("rng", [_buffer_of(key.uop)], n))
+    x = Tensor.arange(n, device=device, dtype=dtypes.uint32) + key[1]
+    for mix in (key[0] * 0x9E3779B9 + 0x7F4A7C15, key[0] ^ 0x5BD1E995):
+      x = x ^ mix
+      x = (x ^ (x >> 16)) * 0x85EBCA6B
+      x = (x ^ (x >> 13)) * 0xC2B2AE35
+      x = x ^ (x >> 16)
+    return x.reshape(shape)
+  @staticmethod
+  def rand(*shape: Any, device: str | None = None, dtype: DType | None = None, requires_grad: bool | None = None) -> Tensor:
+    """Uniform in [0, 1): the top 24 bits of a hash, scaled exactly."""
+    bits = Tensor._random_bits(_shape_arg(shape), device)
+    return Tensor(((bits >> 8).cast(dtypes.float32) * (1.0 / (1 << 24))).cast(dtype or dtypes.default_float).uop, requires_grad=requires_grad)
+  @staticmethod
+  def randn(*shape: Any, device: str | None = None, dtype: DType | None = None, requires_grad: bool | None = None) -> Tensor:
+    """Standard normal, by the Box-Muller transform of two uniforms."""
+    shape = _shape_arg(shape)
+    u = Tensor.rand(2, *shape, device=device, dtype=dtypes.float32)
+    return Tensor(((1 - u[0]).log() * -2).sqrt().mul((u[1] * (2 * math.pi)).cos()).cast(dtype or dtypes.default_float).uop, requires_grad=requires_grad)
+  @staticmethod
+  def uniform(*shape: Any, low: float = 0.0, high: float = 1.0, **kw: Any) -> Tensor: return Tensor.rand(*shape, **kw) * (high - low) + low
+  def rand_like(self, **kw: Any) -> Tensor: return Tensor.rand(self.shape, **{"device": self.device, "dtype": self.dtype, **kw})
+  def randn_like(self, **kw: Any) -> Tensor: return Tensor.randn(self.shape, **{"device": self.device, "dtype": self.dtype, **kw})
+
+# ## Math
+# Functions built from the ALU ops: exp and log through exp2 and log2, cos
+# through sin, rounding through TRUNC and comparisons.
+@tensor_methods
+class TensorMath:
+  def exp(self) -> Tensor: return (self._float() * (1 / math.log(2))).exp2()
+  def log(self) -> Tensor: return self.log2() * math.log(2)
+  def cos(self) -> Tensor: return ((math.pi / 2) - self._float()).sin()
+  def tan(self) -> Tensor: return self.sin() / self.cos()
+  def trunc(self) -> Tensor: return self._alu(Ops.TRUNC) if self.dtype.is_float else self
+  def floor(self) -> Tensor:
+    t = self.trunc()
+    return (self < t).where(t - 1, t) if self.dtype.is_float else self
+  def ceil(self) -> Tensor:
+    t = self.trunc()
+    return (self > t).where(t + 1, t) if self.dtype.is_float else self
+  def round(self) -> Tensor:
+    """Round half to even, as numpy and PyTorch do."""
+    if not self.dtype.is_float: return self
+    f = self.floor()
+    diff = self - f
+    even_up = (f.abs() % 2) == 1
+    return (diff > 0.5).where(f + 1, (diff == 0.5).where(even_up.where(f + 1, f), f))
+  def abs(self) -> Tensor: return (self < 0).where(-self, self) if self.dtype != dtypes.bool and not self.dtype.is_unsigned else self
+  def sign(self) -> Tensor:
+    s = (self < 0).where(-1, (self > 0).where(1, 0)).cast(self.dtype)
+    return (self != self).where(self, s) if self.dtype.is_float else s  # nan stays nan
+  def clip(self, min_: Any = None, max_: Any = None) -> Tensor:
+    if min_ is None and max_ is None: raise ValueError("clip needs at least one of min_ and max_")
+    out = self if min_ is None else self.maximum(min_)
+    return out if max_ is None else out.minimum(max_)
+  clamp = clip
+  def square(self) -> Tensor: return self * self
+
+# ## Activations
+# Each is a formula over the math above, as in the papers that named them.
+@tensor_methods
+class TensorActivations:
+  def sigmoid(self) -> Tensor: return (1 + (-self._float()).exp()).reciprocal()
+  def tanh(self) -> Tensor: return 2.0 * (2.0 * self._float()).sigmoid() - 1.0
+  def relu(self) -> Tensor: return (self > 0).where(self, 0)
+  def leaky_relu(self, neg_slope: float = 0.01) -> Tensor: return (self < 0).where(self * neg_slope, self)
+  def gelu(self) -> Tensor: return 0.5 * self * (1 + (math.sqrt(2 / math.pi) * (self + 0.044715 * self * self * self)).tanh())
+  def silu(self) -> Tensor: return self * self.sigmoid()
+  def swish(self) -> Tensor: return self.silu()
+
+# ## More movement
+# Reshapes and expands with friendlier arguments.
+@tensor_methods
+class TensorMovement:
+  def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    if self.ndim == 0: return self.reshape(1)
+    a, b = _axis(start_dim, self.ndim, self.shape), _axis(end_dim, self.ndim, self.shape)
+    return self.reshape(self.shape[:a] + (prod(self.shape[a:b+1]),) + self.shape[b+1:])
+  def unflatten(self, dim: int, sizes: Sequence[int]) -> Tensor:
+    d = _axis(dim, self.ndim, self.shape)
+    return self.reshape(self.shape[:d] + tuple(sizes) + self.shape[d+1:])
+  def squeeze(self, dim: int | None = None) -> Tensor:
+    if dim is None: return self.reshape(tuple(s for s in self.shape if s != 1))
+    if self.ndim == 0: return self
+    d = _axis(dim, self.ndim, self.shape)
+    return self if self.shape[d] != 1 else self.reshape(self.shape[:d] + self.shape[d+1:])
+  def unsqueeze(self, dim: int) -> Tensor:
+    d = _axis(dim, self.ndim + 1, self.shape)
+    return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
+  def repeat(self, *repeats: Any) -> Tensor:
+    repeats = _shape_arg(repeats)
+    if len(repeats) < self.ndim: raise ValueError(f"repeat {repeats} needs at least {self.ndim} counts for shape {self.shape}")
+    base = (1,) * (len(repeats) - self.ndim) + self.shape
+    t = self.reshape(flatten((1, s) for s in base)).expand(flatten(zip(repeats, base)))
+    return t.reshape(tuple(r * s for r, s in zip(repeats, base)))
+
+# ## Indexing
+# `t[...]` with ints, slices (any step, negative too), None, Ellipsis and
+# int tensors. Basic indexing is movement: a slice is a shrink, a negative
+# step a flip, a step of k a reshape that keeps every k-th element. Tensor
+# indices gather: they compare against `arange` to make a one-hot mask and
+# sum it against the data, which is how tinygrad gathers too.
+@tensor_methods
+class TensorIndexing:
+  def __getitem__(self, index: Any) -> Tensor:
+    index = list(index) if isinstance(index, tuple) else [index]
+    if sum(i is Ellipsis for i in index) > 1: raise IndexError("an index can only have a single ellipsis")
+    used = sum(1 for i in index if i is not None and i is not Ellipsis)
+    if used > self.ndim: raise IndexError(f"too many indices for tensor of shape {self.shape}: {used} given")
+    at = next((n for n, i in enumerate(index) if i is Ellipsis), len(index))
+    index[at:at+1] = [slice(None)] * (self.ndim - used)  # the ellipsis (or the end) stands for the axes not named
+    t, out_index, dim = self, [], 0
+    for i in index:
+      if i is None:
+        t = t.unsqueeze(dim)
+        out_index.append(slice(None)); dim += 1
+      elif isinstance(i, bool) or not isinstance(i, (int, slice, Tensor, list)):
+        raise IndexError(f"cannot index with {type(i).__name__}")
+      elif isinstance(i, int):
+        n = t.shape[dim]
+        if not -n <= i < n: raise IndexError(f"index {i} is out of bounds for axis {dim} with size {n}")
+        t = t._slice_axis(dim, slice(i % n, i % n + 1)).squeeze(dim)
+      elif isinstance(i, slice):
+        t = t._slice_axis(dim, i)
+        out_index.append(slice(None)); dim += 1
+      else:
+        out_index.append(i if isinstance(i, Tensor) else Tensor(i, device=self.device)); dim += 1
+    tensor_axes = [d for d, i in enumerate(out_index) if isinstance(i, Tensor)]
+    return t._gather_axes(tensor_axes, [out_index[d] for d in tensor_axes]) if tensor_axes else t
+  def _slice_axis(self, dim: int, s: slice) -> Tensor:
+    start, stop, step = s.indices(self.shape[dim])
+    if step < 0:
+      t = self.flip(dim)
+      n = self.shape[dim]
+      start, stop, step = n - 1 - start, n - 1 - stop, -step
+    else: t = self
+    length = max(0, -(-(stop - start) // step))
+    bounds = [None] * t.ndim
+    bounds[dim] = (start, min(start + length * step, t.shape[dim])) if length else (start, start)
+    t = t.shrink(bounds)
+    if step == 1 or length == 0: return t
+    # keep every step-th element: pad to length*step, view as (length, step), take column 0
+    t = t.pad([None] * dim + [(0, length * step - t.shape[dim])] + [None] * (t.ndim - dim - 1))
+    t = t.reshape(t.shape[:dim] + (length, step) + t.shape[dim+1:])
+    return t.shrink([None] * (dim + 1) + [(0, 1)] + [None] * (t.ndim - dim - 2)).reshape(t.shape[:dim] + (length,) + t.shape[dim+2:])
+  def _gather_axes(self, axes: list[int], indices: list[Tensor]) -> Tensor:
+    for d, idx in zip(axes, indices):
+      if idx.dtype.is_float or idx.dtype == dtypes.bool: raise IndexError(f"tensor indices must be integers, got {idx.dtype}")
+    # one flat index over the indexed axes, negative indices wrapped as numpy does
+    bshape = functools.reduce(_broadcast_shape, [i.shape for i in indices])
+    flat = Tensor.zeros(bshape, device=self.device, dtype=dtypes.int32)
+    for d, idx in zip(axes, indices):
+      idx = idx.cast(dtypes.int32)
+      flat = flat * self.shape[d] + (idx < 0).where(idx + self.shape[d], idx)._broadcast_to(bshape)
+    rest = [d for d in range(self.ndim) if d not in axes]
+    n = prod(self.shape[d] for d in axes)
+    data = self.permute(axes + rest).reshape((n,) + tuple(self.shape[d] for d in rest))
+    onehot = flat.reshape(bshape + (1,)) == Tensor.arange(n, device=self.device)
+    picked = (onehot.reshape(onehot.shape + (1,) * len(rest)).where(data.reshape((1,) * len(bshape) + data.shape), 0)).sum(len(bshape))
+    # numpy puts the gathered axes where the indexed axes were if they are adjacent, else first
+    if axes == list(range(axes[0], axes[0] + len(axes))) and axes[0] > 0:
+      k, b = axes[0], len(bshape)
+      picked = picked.permute(list(range(b, b + k)) + list(range(b)) + list(range(b + k, picked.ndim)))
+    return picked.cast(self.dtype)
+
+# ## Joining and splitting
+# `cat` pads each piece to the full length and adds them; `split` is shrinks.
+@tensor_methods
+class TensorJoining:
+  def cat(self, *others: Tensor, dim: int = 0) -> Tensor:
+    """Concatenate along dim: pad each tensor to the full length and add them up."""
+    first, tensors = self, (self,) + others
+    d = _axis(dim, first.ndim, first.shape)
+    for t in tensors[1:]:
+      if t.ndim != first.ndim or any(a != b for i, (a, b) in enumerate(zip(t.shape, first.shape)) if i != d):
+        raise ValueError(f"cat: shapes {first.shape} and {t.shape} differ outside axis {d}")
+    dtype = least_upper_dtype(*(t.dtype for t in tensors))
+    total, out, offset = sum(t.shape[d] for t in tensors), None, 0
+    for t in tensors:
+      pad = [None] * first.ndim
+      pad[d] = (offset, total - offset - t.shape[d])
+      piece = t.cast(dtype).pad(pad)
+      out = piece if out is None else out + piece
+      offset += t.shape[d]
+    return out
+  def stack(self, *others: Tensor, dim: int = 0) -> Tensor:
+    tensors = (self,) + others
+    if not all_same([t.shape for t in tensors]): raise ValueError(f"stack needs tensors of one shape, got {[t.shape for t in tensors]}")
+    d = _axis(dim, self.ndim + 1, self.shape)
+    return Tensor.cat(*(t.unsqueeze(d) for t in tensors), dim=d)
+  def split(self, sizes: int | Sequence[int], dim: int = 0) -> tuple[Tensor, ...]:
+    d = _axis(dim, self.ndim, self.shape)
+    n = self.shape[d]
+    sizes = [min(sizes, n - i) for i in range(0, n, sizes)] if isinstance(sizes, int) else list(sizes)
+    if sum(sizes) != n: raise ValueError(f"split sizes {sizes} do not add up to {n}, the size of axis {d}")
+    offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+    return tuple(self._slice_axis(d, slice(o, o + s)) for o, s in zip(offsets, sizes))
+  def chunk(self, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
+    d = _axis(dim, self.ndim, self.shape)
+    return self.split(max(1, math.ceil(self.shape[d] / chunks)), d)
+
+# ## Statistics and softmax
+# Reductions composed with elementwise ops; each max is subtracted before an
+# exp so nothing overflows.
+@tensor_methods
+class TensorReductions:
+  def var(self, axis: int | Sequence[int] | None = None, keepdim: bool = False, correction: int = 1) -> Tensor:
+    squares = (self._float() - self._float().mean(axis, keepdim=True)).square()
+    n = prod(self.shape) // max(1, prod(squares.sum(axis, keepdim).shape))
+    return squares.sum(axis, keepdim) / max(0, n - correction)
+  def std(self, axis: int | Sequence[int] | None = None, keepdim: bool = False, correction: int = 1) -> Tensor:
+    return self.var(axis, keepdim, correction).sqrt()
+  def all(self, axis: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
+    return self.logical_not().any(axis, keepdim).logical_not()
+  def any(self, axis: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor: return self.bool().max(axis, keepdim)
+  def argmax(self, axis: int | None = None, keepdim: bool = False) -> Tensor:
+    """The index of the first maximum: count down from n at each maximum, take the largest count."""
+    if axis is None: return self.flatten().argmax(0)
+    d = _axis(axis, self.ndim, self.shape)
+    n = self.shape[d]
+    if n == 0: raise ValueError(f"argmax of an empty axis {d} (shape {self.shape})")
+    countdown = Tensor.arange(n, 0, -1, device=self.device).reshape((n,) + (1,) * (self.ndim - d - 1))
+    return (n - (self == self.max(d, keepdim=True)).where(countdown, 0).max(d, keepdim)).cast(dtypes.int32)
+  def argmin(self, axis: int | None = None, keepdim: bool = False) -> Tensor:
+    return (self.neg() if self.dtype.is_float else self.bitwise_not()).argmax(axis, keepdim)
+  def softmax(self, axis: int = -1) -> Tensor:
+    e = (self - self.max(axis, keepdim=True)).exp()
+    return e / e.sum(axis, keepdim=True)
+  def log_softmax(self, axis: int = -1) -> Tensor:
+    shifted = self - self.max(axis, keepdim=True)
+    return shifted - shifted.exp().sum(axis, keepdim=True).log()
+  def logsumexp(self, axis: int | None = None, keepdim: bool = False) -> Tensor:
+    m = self.max(axis, keepdim=True)
+    out = (self - m).exp().sum(axis, keepdim=True).log() + m
+    return out if keepdim else out.reshape(self.max(axis).shape)
+  def cumsum(self, axis: int = 0) -> Tensor:
+    """Running sum: each output element sums the inputs at or before it (a triangular mask, then a sum)."""
+    d = _axis(axis, self.ndim, self.shape)
+    x = self.transpose(d, -1) if self.ndim else self.reshape(1)
+    n = x.shape[-1]
+    mask = Tensor.arange(n, device=self.device).reshape(1, n) <= Tensor.arange(n, device=self.device).reshape(n, 1)
+    out = mask.where(x.unsqueeze(-2), 0).sum(-1, dtype=self._acc_dtype() if not self.dtype.is_float else None)
+    return out.transpose(d, -1) if self.ndim else out.reshape(())
+
+# ## Matrix multiplication
+# There is no matmul op. `x @ w` lines up x's rows and w's columns by
+# broadcasting, multiplies elementwise, and sums the shared axis:
+# `(n, 1, k) * (1, m, k)` summed over k is `(n, m)`. Scheduling fuses the
+# multiply into the sum, so this is one kernel with a loop over k.
+@tensor_methods
+class TensorLinalg:
+  def matmul(self, w: Tensor) -> Tensor:
+    if self.ndim == 0 or w.ndim == 0: raise ValueError(f"matmul needs tensors of at least one dimension, got shapes {self.shape} and {w.shape}")
+    k = self.shape[-1]
+    if (wk := w.shape[-2] if w.ndim > 1 else w.shape[0]) != k:
+      raise ValueError(f"cannot matmul shapes {self.shape} and {w.shape}: inner sizes {k} and {wk} differ")
+    x = self.reshape(self.shape[:-1] + (1, k))
+    wt = w.reshape(k, 1).transpose(-1, -2) if w.ndim == 1 else w.transpose(-1, -2)
+    out = (x * wt.reshape(wt.shape[:-2] + (1,) + wt.shape[-2:])).sum(-1, dtype=least_upper_dtype(self._acc_dtype(), w._acc_dtype()))
+    out = out.cast(least_upper_dtype(self.dtype, w.dtype))
+    if self.ndim == 1: out = out.squeeze(-2)
+    return out.squeeze(-1) if w.ndim == 1 else out
+  def dot(self, w: Tensor) -> Tensor: return self.matmul(w)
+  def tril(self, diagonal: int = 0) -> Tensor:
+    rows, cols = self.shape[-2:]
+    keep = Tensor.arange(rows, device=self.device).reshape(rows, 1) + diagonal >= Tensor.arange(cols, device=self.device).reshape(1, cols)
+    return keep.where(self, self.zeros_like())
+  def triu(self, diagonal: int = 0) -> Tensor:
+    rows, cols = self.shape[-2:]
+    keep = Tensor.arange(rows, device=self.device).reshape(rows, 1) + diagonal <= Tensor.arange(cols, device=self.device).reshape(1, cols)
+    return keep.where(self, self.zeros_like())
+
+# ## Pooling and convolution
+# Convolution is movement plus multiply plus sum, like matmul. `_pool`
+# turns each spatial axis of size i into two axes, (o, k): output position
+# and offset in the window, so that `windows[..., a, b] = x[..., a*stride +
+# b*dilation]`. It does so without a gather: repeat the axis k times,
+# flatten, and read the result back in rows one element longer than a
+# dilation step, which skews row b by b*dilation; a strided slice then
+# keeps every stride-th column. Everything stays a view: the kernel that
+# consumes the windows computes these indices, and no window is stored.
+@tensor_methods
+class TensorConvolution:
+  def _pool(self, kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...]) -> Tensor:
+    x, n = self, len(kernel)
+    lead = self.ndim - n
+    for j, (k, s, d) in enumerate(zip(kernel, stride, dilation)):
+      axis = lead + 2 * j  # spatial axis j, after the earlier ones became (o, k) pairs
+      x = x.permute([a for a in range(x.ndim) if a != axis] + [axis])
+      i = x.shape[-1]
+      o = (i - d * (k - 1) - 1) // s + 1
+      if o <= 0: raise ValueError(f"window of size {k} (dilation {d}) does not fit in axis {axis} of size {i}")
+      skewed = x.repeat((1,) * (x.ndim - 1) + (math.ceil(k * (i + d) / i),)).reshape(x.shape[:-1] + (-1,))
+      skewed = skewed.shrink([None] * (x.ndim - 1) + [(0, k * (i + d))]).reshape(x.shape[:-1] + (k, i + d))
+      x = skewed[..., :, : (o - 1) * s + 1 : s].transpose(-1, -2)  # (..., o, k)
+      x = x.permute(list(range(axis)) + [x.ndim - 2, x.ndim - 1] + list(range(axis, x.ndim - 2)))
+    # axes are now (..., o0, k0, o1, k1, ...): gather the outputs, then the windows
+    lead = list(range(self.ndim - n))
+    return x.permute(lead + [len(lead) + 2 * j for j in range(n)] + [len(lead) + 2 * j + 1 for j in range(n)])
+
+  def conv2d(self, weight: Tensor, bias: Tensor | None = None, groups: int = 1, stride: int | tuple[int, ...] = 1,
+             dilation: int | tuple[int, ...] = 1, padding: int | tuple[int, ...] = 0) -> Tensor:
+    """N-d convolution (2-d in the common case) of (batch, cin, *spatial) by (cout, cin/groups, *kernel)."""
+    (bs, cin), (cout, cin_g), hw = self.shape[:2], weight.shape[:2], weight.shape[2:]
+    if cin != cin_g * groups: raise ValueError(f"conv2d: input has {cin} channels, weight {weight.shape} with groups={groups} expects {cin_g * groups}")
+    if cout % groups: raise ValueError(f"conv2d: {cout} output channels do not divide into {groups} groups")
+    n = len(hw)
+    pads = _spatial(padding, n)
+    x = self.pad([None, None] + [(p, p) for p in pads])._pool(hw, _spatial(stride, n), _spatial(dilation, n))
+    out_hw = x.shape[2:2 + n]
+    x = x.reshape(bs, groups, 1, cin_g, *out_hw, *hw)
+    w = weight.reshape(1, groups, cout // groups, cin_g, *([1] * n), *hw)
+    out = (x * w).sum([3] + list(range(4 + n, 4 + 2 * n)), dtype=least_upper_dtype(self._acc_dtype(), weight._acc_dtype()))
+    out = out.cast(least_upper_dtype(self.dtype, weight.dtype)).reshape(bs, cout, *out_hw)
+    return out if bias is None else out + bias.reshape(1, -1, *([1] * n))
+
+  def conv_transpose2d(self, weight: Tensor, bias: Tensor | None = None, groups: int = 1, stride: int | tuple[int, ...] = 1,
+                       dilation: int | tuple[int, ...] = 1, padding: int | tuple[int, ...] = 0, output_padding: int | tuple[int, ...] = 0) -> Tensor:
+    """The transpose (gradient) of conv2d: spread the input out by the stride, then convolve with the flipped kernel."""
+    hw = weight.shape[2:]
+    n = len(hw)
+    s, d, p, op = _spatial(stride, n), _spatial(dilation, n), _spatial(padding, n), _spatial(output_padding, n)
+    cin, cout_g = weight.shape[:2]
+    w = weight.reshape(groups, cin // groups, cout_g, *hw).transpose(1, 2).reshape(groups * cout_g, cin // groups, *hw).flip(tuple(range(2, 2 + n)))
+    x = self
+    for j, sj in enumerate(s):  # insert stride-1 zeros between input elements
+      if sj == 1: continue
+      axis = 2 + j
+      x = x.unsqueeze(axis + 1).pad([None] * (axis + 1) + [(0, sj - 1)] + [None] * (x.ndim - axis - 1))
+      x = x.flatten(axis, axis + 1)
+      x = x.shrink([None] * axis + [(0, x.shape[axis] - (sj - 1))] + [None] * (x.ndim - axis - 1))
+    pads = [(dj * (kj - 1) - pj, dj * (kj - 1) - pj + oj) for kj, dj, pj, oj in zip(hw, d, p, op)]
+    return x.pad([None, None] + pads).conv2d(w, bias, groups=groups, dilation=d)
+
+  def max_pool2d(self, kernel_size: int | tuple[int, ...] = 2, stride: int | tuple[int, ...] | None = None,
+                 dilation: int | tuple[int, ...] = 1, padding: int | tuple[int, ...] = 0) -> Tensor:
+    k = _spatial(kernel_size, 2)
+    x = self.pad([None] * (self.ndim - 2) + [(p, p) for p in _spatial(padding, 2)], value=float("-inf") if self.dtype.is_float else self.dtype.min)
+    return x._pool(k, _spatial(stride if stride is not None else kernel_size, 2), _spatial(dilation, 2)).max((-2, -1))
+  def avg_pool2d(self, kernel_size: int | tuple[int, ...] = 2, stride: int | tuple[int, ...] | None = None,
+                 dilation: int | tuple[int, ...] = 1, padding: int | tuple[int, ...] = 0) -> Tensor:
+    k = _spatial(kernel_size, 2)
+    x = self.pad([None] * (self.ndim - 2) + [(p, p) for p in _spatial(padding, 2)])
+    return x._pool(k, _spatial(stride if stride is not None else kernel_size, 2), _spatial(dilation, 2)).mean((-2, -1))
+
+def _spatial(x: int | Sequence[int], n: int) -> tuple[int, ...]: return (x,) * n if isinstance(x, int) else tuple(x)
+
+# ## The functional forms of layers
+# What nn's layers call: linear, dropout, normalizations, attention.
+@tensor_methods
+class TensorLayers:
+  def linear(self, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """`x @ weight + bias`, with weight of shape (in, out) (nn.Linear passes its weight transposed)."""
+    out = self * weight if weight.ndim == 1 else self.matmul(weight)
+    return out if bias is None else out + bias
+  def dropout(self, p: float = 0.5) -> Tensor:
+    if not Tensor.training or p == 0: return self
+    if p >= 1: return self.zeros_like()
+    return (Tensor.rand(self.shape, device=self.device) >= p).where(self, 0) * (1 / (1 - p))
+  def layernorm(self, axis: int | tuple[int, ...] = -1, eps: float = 1e-5) -> Tensor:
+    centered = self - self.mean(axis, keepdim=True)
+    return centered * (centered.square().mean(axis, keepdim=True) + eps).rsqrt()
+  def batchnorm(self, weight: Tensor | None, bias: Tensor | None, mean: Tensor, invstd: Tensor) -> Tensor:
+    """Normalize over channels (axis 1) with the given statistics."""
+    shape = (1, -1) + (1,) * (self.ndim - 2)
+    x = self - mean.reshape(shape)
+    scale = invstd if weight is None else invstd * weight
+    x = x * scale.reshape(shape)
+    return x if bias is None else x + bias.reshape(shape)
+  def scaled_dot_product_attention(self, key: Tensor, value: Tensor, attn_mask: Tensor | None = None,
+                                   dropout_p: float = 0.0, is_causal: bool = False) -> Tensor:
+    """softmax(q @ k^T / sqrt(d) + mask) @ v, where self is q; a bool mask keeps the True positions."""
+    scores = self @ key.transpose(-2, -1) / math.sqrt(self.shape[-1])
+    if is_causal: attn_mask = Tensor.ones(scores.shape[-2], scores.shape[-1], device=self.device, dtype=dtypes.bool).tril()
+    if attn_mask is not None: scores = attn_mask.where(scores, float("-inf")) if attn_mask.dtype == dtypes.bool else scores + attn_mask
+    return scores.softmax(-1).dropout(dropout_p) @ value
+
+# ## Losses
+# Log-softmax and a one-hot mask, summed; the reduction is picked by name.
+@tensor_methods
+class TensorLosses:
+  def one_hot(self, num_classes: int) -> Tensor:
+    return (self.unsqueeze(-1) == Tensor.arange(num_classes, device=self.device)).cast(dtypes.int32)
+  def sparse_categorical_crossentropy(self, Y: Tensor, ignore_index: int = -1, label_smoothing: float = 0.0) -> Tensor:
+    """Cross entropy of logits (..., classes) against integer labels Y (...); labels equal to ignore_index don't count."""
+    log_probs = self.log_softmax(-1)
+    keep = (Y != ignore_index).unsqueeze(-1)
+    picked = (Y.unsqueeze(-1) == Tensor.arange(self.shape[-1], device=self.device)) & keep
+    nll = -picked.where(log_probs, 0).sum()
+    smooth = -keep.where(log_probs, 0).mean(-1).sum()
+    return ((1 - label_smoothing) * nll + label_smoothing * smooth) / keep.sum().maximum(1)
+  def cross_entropy(self, Y: Tensor, reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
+    """Cross entropy of logits (N, C, ...) against class indices (N, ...) or probabilities (N, C, ...), as PyTorch's."""
+    axis = 1 if self.ndim > 1 else 0
+    log_probs = self.log_softmax(axis)
+    if Y.dtype.is_float: target = Y
+    else: target = (Y.unsqueeze(axis) == Tensor.arange(self.shape[axis], device=self.device).reshape((-1,) + (1,) * (self.ndim - axis - 1))).cast(log_probs.dtype)
+    target = target * (1 - label_smoothing) + label_smoothing / self.shape[axis]
+    loss = -(target * log_probs).sum(axis)
+    return {"mean": loss.mean, "sum": loss.sum, "none": lambda: loss}[reduction]()
+  def binary_crossentropy(self, Y: Tensor, reduction: str = "mean") -> Tensor:
+    """Binary cross entropy of probabilities (self) against targets Y."""
+    loss = -(Y * self.clip(1e-12, None).log() + (1 - Y) * (1 - self).clip(1e-12, None).log())
+    return {"mean": loss.mean, "sum": loss.sum, "none": lambda: loss}[reduction]()
+  def binary_crossentropy_logits(self, Y: Tensor, reduction: str = "mean") -> Tensor:
+    loss = self.maximum(0) - self * Y + (1 + (-self.abs()).exp()).log()
+    return {"mean": loss.mean, "sum": loss.sum, "none": lambda: loss}[reduction]()
+
+# # 16. nn
 #
 # Layers, optimizers and saving are thin: a layer is a plain class holding
 # Tensors and a `__call__`; there is no Module base class, and parameters are
@@ -2899,11 +3181,11 @@ nn = _namespace("nn", Linear=Linear, Conv2d=Conv2d, ConvTranspose2d=ConvTranspos
                 LayerNorm=LayerNorm, RMSNorm=RMSNorm, Embedding=Embedding, optim=optim, state=state)
 datasets = _namespace("datasets", mnist=mnist)
 
-# # 15. Seeing inside
+# # 17. Seeing inside
 #
 # A compiler made of rewrites is easy to read one rule at a time and hard to
-# follow as a whole: `(a*b).sum()` goes through a dozen passes and a few hundred
-# rule firings before it becomes C. Two tools show what happened.
+# follow as a whole: `(a*b).sum()` goes through every pass of chapters 9 to
+# 11, and dozens of rule firings, before it becomes C. Two tools show what happened.
 #
 # `DEBUG` prints as it goes, and you have met its levels where they print: 1 a
 # line per realize, 2 a line per kernel run, 3 the kernel's UOps, 4 its

@@ -1,4 +1,4 @@
-"""Chapter 7: every differentiable op's gradient against central finite differences, on every device, and the autograd API.
+"""Chapter 8: every differentiable op's gradient against central finite differences, on every device, and the autograd API.
 
 Each case is an op written twice: with tiny, run in float64, and with numpy
 in float64 (the references of test_nn_ops.py for the network ops). The

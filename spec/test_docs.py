@@ -249,3 +249,10 @@ def test_mkdocs_build_strict(tmp_path):
   dtypes_html = (site / "dtypes" / "index.html").read_text()
   assert '<h2 id="every-pair">' in dtypes_html, "the heading after a generated table was swallowed by the table"
   assert not (ROOT / "site").exists()
+
+def test_the_running_example_in_tiny_py_prints_what_the_chapters_say():
+  """The `(a*b).sum()` examples in tiny.py's prose run in reading order, in one fresh process, and print what they say."""
+  prose = "\n\n".join("\n".join(seg.lines) for page in generated_pages("tiny.py") for seg in page.segments if seg.kind == "prose")
+  assert len(examples(prose)) >= 6, "the running example should appear at every stage"
+  failures = run_examples(prose, "tiny.py's prose")
+  assert not failures, "\n\n".join(failures)

@@ -1,4 +1,4 @@
-"""Chapter 12, TinyJit: a captured training step replays its kernels with new inputs, and computes what the plain step computes."""
+"""Chapter 13, the JIT: a captured training step replays its kernels with new inputs, and computes what the plain step computes."""
 import numpy as np
 import pytest
 import tiny

@@ -1,4 +1,4 @@
-"""Chapter 8: how many kernels realize() runs. Nothing runs while a graph is built; fusible work is one kernel;
+"""Chapter 9: how many kernels realize() runs. Nothing runs while a graph is built; fusible work is one kernel;
 stored results are reused, never recomputed. Counted with GlobalCounters.kernel_count on every device."""
 import numpy as np
 import pytest

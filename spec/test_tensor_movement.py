@@ -1,4 +1,4 @@
-"""Chapter 6: movement ops, indexing and joining tensors, checked against numpy on every device.
+"""Chapters 7 and 15: movement ops, indexing and joining tensors, checked against numpy on every device.
 
 Movement ops never change values, so most cases use distinct integers
 (np.arange) and demand exact equality: any wrong index shows up as a wrong

@@ -1,4 +1,4 @@
-"""Chapter 6: creating tensors, elementwise ops, matmul and moving data, checked against numpy on every device."""
+"""Chapters 7 and 15: creating tensors, elementwise ops, matmul and moving data, checked against numpy on every device."""
 import math
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Chapter 6: reductions (sum ... cumsum, all, any) over every axis choice, checked against numpy on every device."""
+"""Chapters 7 and 15: reductions (sum ... cumsum, all, any) over every axis choice, checked against numpy on every device."""
 import numpy as np
 import pytest
 from tiny import Tensor, dtypes

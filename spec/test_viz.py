@@ -1,4 +1,4 @@
-"""Chapter 15, VIZ: the record of every rewrite, its text view, and its page as headless Chromium draws it.
+"""Chapter 17, VIZ: the record of every rewrite, its text view, and its page as headless Chromium draws it.
 
 The page tests need Chromium (`apt-get install chromium`); without it they skip and say so.
 """
