@@ -469,6 +469,25 @@ class UOp(MathMixin, metaclass=UOpMetaClass):
     fields = {"op": self.op, "dtype": self.dtype, "src": self.src, "arg": self.arg, **kwargs}
     return UOp(fields["op"], fields["dtype"], fields["src"], fields["arg"])
 
+  # ### Sources and args by name
+  # The table at the top of this chapter says what each op's sources and arg
+  # hold. Code reads the structured ones through these names, so a line says
+  # `at.index` and `p.size` instead of `at.src[1:-1]` and `p.arg[1]`.
+  @property
+  def size(self) -> int: return self.arg[1]  # BUFFER, PARAM: how many elements
+  @property
+  def number(self) -> int: return self.arg[0]  # PARAM: which kernel argument; RANGE: which loop; BUFFER: its id
+  @property
+  def kind(self) -> str: return self.arg[1]  # RANGE: LOOP or REDUCE
+  @property
+  def reduce_op(self) -> Ops: return self.arg[0]  # REDUCE_AXIS: ADD, MUL or MAX
+  @property
+  def axes(self) -> tuple[int, ...]: return self.arg[1]  # REDUCE_AXIS: the reduced axes
+  @property
+  def index(self) -> tuple[UOp, ...]: return self.src[1:-1]  # AT: one index per axis
+  @property
+  def valid(self) -> UOp: return self.src[-1]  # AT, INDEX: does the element exist here?
+
   # ### Derived properties
   # `key` is a content hash: equal for equal graphs in every process, which
   # makes it the name of a graph on disk and a deterministic sort order.
@@ -501,15 +520,14 @@ class UOp(MathMixin, metaclass=UOpMetaClass):
 # size 1 (keepdim), and elementwise ops require equal shapes: broadcasting is
 # an explicit `EXPAND` added by the Tensor layer, so nothing here guesses.
 def _shape(u: UOp) -> tuple[int, ...] | None:
-  if u.op is Ops.BUFFER: return (u.arg[1],)
-  if u.op is Ops.PARAM: return (u.arg[1],)
+  if u.op in (Ops.BUFFER, Ops.PARAM): return (u.size,)
   if u.op is Ops.ARANGE: return (u.arg,)
   if u.op in (Ops.CONST, Ops.DEFINE_VAR): return ()
   if u.op in (Ops.RESHAPE, Ops.EXPAND): return u.arg
   if u.op is Ops.PERMUTE: return tuple(u.src[0].shape[i] for i in u.arg)
   if u.op is Ops.PAD: return tuple(s + b + a for s, (b, a) in zip(u.src[0].shape, u.arg))
   if u.op is Ops.SHRINK: return tuple(e - b for b, e in u.arg)
-  if u.op is Ops.REDUCE_AXIS: return tuple(1 if i in u.arg[1] else s for i, s in enumerate(u.src[0].shape))
+  if u.op is Ops.REDUCE_AXIS: return tuple(1 if i in u.axes else s for i, s in enumerate(u.src[0].shape))
   if u.op in GroupOp.Elementwise | {Ops.FLIP, Ops.COPY, Ops.CONTIGUOUS, Ops.DETACH, Ops.ASSIGN, Ops.AFTER}:
     return next((s.shape for s in u.src if s.shape is not None and s.shape != ()), u.src[0].shape)
   return None
@@ -627,6 +645,12 @@ _pattern_builders = {n for n in list(vars(MathMixin)) + list(vars(UPat)) if call
 #
 # Rule tables combine with `+`, which keeps both orders: `pm1 + pm2` tries the
 # rules of `pm1` first.
+#
+# A rule may return something other than a UOp, and two tables in tiny do:
+# `pm_gradient` (chapter 8) returns each source's gradient, and the renderer's
+# `string_rewrite` (chapter 11) returns a line of source code. There the
+# matcher is a dispatch table, used through `rewrite` on one node, never
+# through `graph_rewrite`, which needs UOps back.
 
 Rule = tuple[UPat, Callable[..., Any]]
 
@@ -1584,11 +1608,11 @@ def tensor_methods(family: type) -> type:
 # axes, which is exactly "summing the gradient back to the source shape".
 
 def _reduce_gradient(ctx: Tensor, x: UOp) -> tuple[Tensor | None]:
-  src, op = Tensor(x.src[0]), x.arg[0]
+  src, op = Tensor(x.src[0]), x.reduce_op
   if op is Ops.ADD: return (ctx.expand(src.shape),)
   if op is Ops.MAX:  # split between the elements that reached the maximum
     hit = (src == Tensor(x).expand(src.shape)).cast(ctx.dtype)
-    return (hit * (ctx / hit.sum(x.arg[1], keepdim=True)).expand(src.shape),)
+    return (hit * (ctx / hit.sum(x.axes, keepdim=True)).expand(src.shape),)
   return ((ctx * Tensor(x)).expand(src.shape) / src,)  # MUL: the product of the others
 
 def _max_gradient(ctx: Tensor, x: UOp) -> tuple[Tensor, Tensor]:
@@ -1727,7 +1751,7 @@ class ScheduleContext:
 def _buffer_to_param(ctx: tuple[list[UOp], set[int]], b: UOp) -> UOp:
   bufs = ctx[0]
   if b not in bufs: bufs.append(b)
-  return UOp(Ops.PARAM, b.dtype, (), (bufs.index(b), b.arg[1]))
+  return UOp(Ops.PARAM, b.dtype, (), (bufs.index(b), b.size))
 
 def _read_after(ctx: tuple[list[UOp], set[int]], a: UOp, x: UOp) -> UOp:
   ctx[1].add(a.arg)
@@ -1739,7 +1763,7 @@ def schedule_kernel(ctx: ScheduleContext, value: UOp, out: UOp | None = None) ->
   """Add a kernel that stores `value` (into `out`, or a new buffer) and return a view of the stored result."""
   bufs, waits = [out if out is not None else _new_buffer(value.device, prod(value.shape), value.dtype)], set()
   body = graph_rewrite(value, pm_params, ctx=(bufs, waits), name="buffers to params")
-  store = UOp(Ops.STORE, dtypes.void, (UOp(Ops.PARAM, bufs[0].dtype, (), (0, bufs[0].arg[1])), body))
+  store = UOp(Ops.STORE, dtypes.void, (UOp(Ops.PARAM, bufs[0].dtype, (), (0, bufs[0].size)), body))
   ctx.add(ScheduleItem(UOp.sink(store), tuple(bufs)), waits, assign=out is not None)
   return _reshape(bufs[0], value.shape)
 
@@ -1903,7 +1927,7 @@ def _reshape_groups(old: tuple[int, ...], new: tuple[int, ...]) -> list[tuple[li
 def lower_reshape(at: UOp, x: UOp) -> UOp:
   # Each group of axes is flattened and unflattened on its own, so a reshape
   # that only splits or merges axes yields plain index arithmetic.
-  src, idx, valid = x.src[0], at.src[1:-1], at.src[-1]
+  src, idx, valid = x.src[0], at.index, at.valid
   old_idx = [_index_uop(0)] * len(src.shape)
   if 0 in src.shape: return _at(src, old_idx, valid)  # nothing to read: the kernel never runs
   for old_axes, new_axes in _reshape_groups(src.shape, x.shape):
@@ -1915,35 +1939,35 @@ def lower_reshape(at: UOp, x: UOp) -> UOp:
 
 def lower_permute(at: UOp, x: UOp) -> UOp:
   idx = [None] * len(x.arg)
-  for i, axis in enumerate(x.arg): idx[axis] = at.src[1 + i]
-  return _at(x.src[0], idx, at.src[-1])
+  for i, axis in enumerate(x.arg): idx[axis] = at.index[i]
+  return _at(x.src[0], idx, at.valid)
 
 def lower_expand(at: UOp, x: UOp) -> UOp:
-  return _at(x.src[0], [_index_uop(0) if s == 1 else i for s, i in zip(x.src[0].shape, at.src[1:-1])], at.src[-1])
+  return _at(x.src[0], [_index_uop(0) if s == 1 else i for s, i in zip(x.src[0].shape, at.index)], at.valid)
 
 def lower_pad(at: UOp, x: UOp) -> UOp:
-  idx, inside = list(at.src[1:-1]), UOp.const(dtypes.bool, True)
+  idx, inside = list(at.index), UOp.const(dtypes.bool, True)
   for d, ((before, _), size) in enumerate(zip(x.arg, x.src[0].shape)):
     if x.arg[d] == (0, 0): continue
     inside = inside & (_index_uop(before - 1) < idx[d]) & (idx[d] < before + size)
     idx[d] = idx[d] - before
-  return inside.where(_at(x.src[0], idx, at.src[-1] & inside), UOp.const(x.dtype, 0))
+  return inside.where(_at(x.src[0], idx, at.valid & inside), UOp.const(x.dtype, 0))
 
-def lower_shrink(at: UOp, x: UOp) -> UOp: return _at(x.src[0], [i + b for i, (b, _) in zip(at.src[1:-1], x.arg)], at.src[-1])
+def lower_shrink(at: UOp, x: UOp) -> UOp: return _at(x.src[0], [i + b for i, (b, _) in zip(at.index, x.arg)], at.valid)
 
 def lower_flip(at: UOp, x: UOp) -> UOp:
-  return _at(x.src[0], [(s - 1) - i if f else i for i, f, s in zip(at.src[1:-1], x.arg, x.shape)], at.src[-1])
+  return _at(x.src[0], [(s - 1) - i if f else i for i, f, s in zip(at.index, x.arg, x.shape)], at.valid)
 
 def lower_reduce(ctx: LowerContext, at: UOp, x: UOp) -> UOp:
   op, axes = x.arg
-  idx = list(at.src[1:-1])
+  idx = list(at.index)
   for a in axes: idx[a] = ctx.new_range(x.src[0].shape[a], "REDUCE")
   ranges = tuple(idx[a] for a in axes if idx[a].op is Ops.RANGE)
-  inner = _at(x.src[0], idx, at.src[-1])
+  inner = _at(x.src[0], idx, at.valid)
   return UOp(Ops.REDUCE, x.dtype, (inner, *ranges), op) if ranges else inner
 
 def lower_elementwise(at: UOp, x: UOp) -> UOp:
-  return UOp(x.op, x.dtype, tuple(_at(s, at.src[1:-1], at.src[-1]) for s in x.src), x.arg)
+  return UOp(x.op, x.dtype, tuple(_at(s, at.index, at.valid) for s in x.src), x.arg)
 
 def _at_of(op: Ops | set[Ops], **kw: Any) -> UPat: return UPat(Ops.AT, src=(UPat(op, name="x", **kw),), allow_any_len=True, name="at")
 _pattern_builders.add("_at_of")  # its rules are reported at the line that writes them
@@ -1956,7 +1980,7 @@ pm_lower = PatternMatcher([
   (_at_of(Ops.ARANGE), lambda at, x: at.src[1].cast(x.dtype)),
   (_at_of(Ops.DEFINE_VAR), lambda at, x: x),
   (_at_of(Ops.PARAM), lambda at, x: UOp(Ops.LOAD, x.dtype, (UOp(Ops.INDEX, x.dtype, (x, at.src[1], at.src[2])),))
-   if x.arg[1] else UOp.const(x.dtype, 0)),  # an empty buffer is never read (its loop runs zero times)
+   if x.size else UOp.const(x.dtype, 0)),  # an empty buffer is never read (its loop runs zero times)
   # a load guarded by the same condition as the WHERE around it already yields 0 outside it
   (UPat(Ops.WHERE, src=(UPat.var("c"), UPat(Ops.LOAD, src=(UPat(Ops.INDEX, src=(UPat(), UPat(), UPat.var("c"))),), name="ld"), UPat.const(None, 0))),
    lambda c, ld: ld),
@@ -1984,7 +2008,7 @@ def lower(ast: UOp) -> UOp:
   ranges = [ctx.new_range(s, "LOOP") for s in value.shape]
   true = UOp.const(dtypes.bool, True)
   store = UOp(Ops.STORE, dtypes.void, (UOp(Ops.INDEX, out.dtype, (out, _flat_index(ranges, value.shape), true)), _at(value, ranges, true)))
-  params = sorted((u for u in ast.toposort() if u.op is Ops.PARAM), key=lambda p: p.arg[0])  # all of them, even if folded away:
+  params = sorted((u for u in ast.toposort() if u.op is Ops.PARAM), key=lambda p: p.number)  # all of them, even if folded away:
   kernel = graph_rewrite(UOp.sink(store, *params), pm_lower + symbolic, ctx=ctx, name="lower")  # the call passes every buffer
   return graph_rewrite(kernel, pm_accumulators, name="reduces to accumulators")
 
@@ -2053,12 +2077,12 @@ def linearize(sink: UOp) -> list[UOp]:
   path: dict[UOp, tuple[UOp, ...]] = {}
   # a store fixes the nesting of the output loops; an accumulator's loops then nest inside the loops they extend
   for u in sorted((u for u in nodes if u.op in (Ops.ASSIGN, Ops.STORE)), key=lambda u: u.op is not Ops.STORE):
-    chain = sorted(loops[u], key=lambda r: r.arg[0])
+    chain = sorted(loops[u], key=lambda r: r.number)
     for i, r in enumerate(chain): path.setdefault(r, (path[chain[i-1]] if i else ()) + (r,))
   def scope(u: UOp) -> tuple[UOp, ...]:
     if u.op is Ops.RANGE: return path[u][:-1]
-    if u.op is Ops.DEFINE_ACC: return path[min(u.src[1:], key=lambda r: r.arg[0])][:-1]
-    return path[max(loops[u], key=lambda r: r.arg[0])] if loops[u] else ()
+    if u.op is Ops.DEFINE_ACC: return path[min(u.src[1:], key=lambda r: r.number)][:-1]
+    return path[max(loops[u], key=lambda r: r.number)] if loops[u] else ()
   scopes = {u: scope(u) for u in nodes if u.op is not Ops.SINK}
   program: list[UOp] = []
   def emit(level: tuple[UOp, ...], members: list[UOp]) -> None:
@@ -2118,10 +2142,10 @@ string_rewrite = PatternMatcher([
   (UPat(Ops.ASSIGN, name="x"), lambda ctx, x: f"{ctx[x.src[0]]} = {ctx[x.src[1]]};"),
   (UPat(Ops.INDEX, name="x"), lambda ctx, x: f"{ctx[x.src[0]]}[{ctx[x.src[1]]}]"),
   (UPat(Ops.LOAD, src=(UPat(Ops.INDEX, src=(UPat(), UPat(), UPat.const(dtypes.bool, True))),), name="x"), lambda ctx, x: ctx[x.src[0]]),
-  (UPat(Ops.LOAD, name="x"), lambda ctx, x: f"({ctx[x.src[0].src[2]]} ? {ctx[x.src[0]]} : {ctx.render_const(0, x.dtype)})"),
+  (UPat(Ops.LOAD, name="x"), lambda ctx, x: f"({ctx[x.src[0].valid]} ? {ctx[x.src[0]]} : {ctx.render_const(0, x.dtype)})"),
   (UPat(Ops.STORE, src=(UPat(Ops.INDEX, src=(UPat(), UPat(), UPat.const(dtypes.bool, True))), UPat()), name="x"),
    lambda ctx, x: f"{ctx[x.src[0]]} = {ctx[x.src[1]]};"),
-  (UPat(Ops.STORE, name="x"), lambda ctx, x: f"if ({ctx[x.src[0].src[2]]}) {ctx[x.src[0]]} = {ctx[x.src[1]]};"),
+  (UPat(Ops.STORE, name="x"), lambda ctx, x: f"if ({ctx[x.src[0].valid]}) {ctx[x.src[0]]} = {ctx[x.src[1]]};"),
   (UPat(Ops.CAST, name="x"), lambda ctx, x: f"(({ctx.types[x.dtype]})({ctx[x.src[0]]}))"),
   (UPat(Ops.BITCAST, name="x"),
    lambda ctx, x: f"((union {{ {ctx.types[x.src[0].dtype]} a; {ctx.types[x.dtype]} b; }}){{ .a = {ctx[x.src[0]]} }}).b"),
@@ -2161,10 +2185,10 @@ class CStyleRenderer(Renderer):
     params, lines, depth, counts = {}, [], 1, {"val": 0, "alu": 0, "acc": 0, "cast": 0}
     for u in program:
       if u.op is Ops.PARAM:
-        self.names[u] = f"data{u.arg[0]}"
-        params[u.arg[0]] = u
+        self.names[u] = f"data{u.number}"
+        params[u.number] = u
         continue
-      if u.op is Ops.RANGE: self.names[u] = f"ridx{u.arg[0]}"
+      if u.op is Ops.RANGE: self.names[u] = f"ridx{u.number}"
       if u.op is Ops.DEFINE_ACC: self.names[u], counts["acc"] = f"acc{counts['acc']}", counts["acc"] + 1
       text = string_rewrite.rewrite(u, ctx=self)
       if u.op in (Ops.CONST, Ops.INDEX) or (u.op in GroupOp.Elementwise and uses.get(u, 0) <= 1): self.names[u] = text
@@ -2250,7 +2274,7 @@ class Kernel:
 
 def _kernel_name(program: list[UOp]) -> str:
   ranges = [u for u in program if u.op is Ops.RANGE]
-  prefix = "r" if any(r.arg[1] == "REDUCE" for r in ranges) else "E"
+  prefix = "r" if any(r.kind == "REDUCE" for r in ranges) else "E"
   return "_".join([prefix] + [str(r.src[0].arg) for r in ranges]) if ranges else prefix
 
 def _count_ops(program: list[UOp]) -> int:
@@ -2311,7 +2335,7 @@ def run_schedule(items: list[ScheduleItem]) -> None:
 
 def _renamed(view: UOp) -> UOp:
   base = view.src[0] if view.op is Ops.RESHAPE else view
-  new = UOp(Ops.BUFFER, base.dtype, base.src, (next(_buffer_ids), base.arg[1]))
+  new = UOp(Ops.BUFFER, base.dtype, base.src, (next(_buffer_ids), base.size))
   _buffers[new] = _buffers[base]
   return _reshape(new, view.shape)
 
@@ -2964,13 +2988,14 @@ class Conv2d:
   def __call__(self, x: Tensor) -> Tensor:
     return x.conv2d(self.weight, self.bias, self.groups, self.stride, self.dilation, self.padding)
 
-class ConvTranspose2d(Conv2d):
+class ConvTranspose2d:
   def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, ...], stride: int = 1, padding: int = 0,
                output_padding: int = 0, dilation: int = 1, groups: int = 1, bias: bool = True):
-    super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias)
-    fan_in = out_channels // groups * prod(self.kernel_size)
+    self.kernel_size = _spatial(kernel_size, 2)
+    self.stride, self.padding, self.output_padding, self.dilation, self.groups = stride, padding, output_padding, dilation, groups
+    fan_in = out_channels // groups * prod(self.kernel_size)  # PyTorch's: from the weight's shape (in, out/groups, *kernel)
     self.weight = _uniform_init((in_channels, out_channels // groups, *self.kernel_size), fan_in)
-    self.output_padding = output_padding
+    self.bias = _uniform_init((out_channels,), fan_in) if bias else None
   def __call__(self, x: Tensor) -> Tensor:
     return x.conv_transpose2d(self.weight, self.bias, self.groups, self.stride, self.dilation, self.padding, self.output_padding)
 
