@@ -2153,6 +2153,12 @@ string_rewrite = PatternMatcher([
 ])
 
 class CStyleRenderer(Renderer):
+  # The dialect. C and its relatives (CUDA, OpenCL, Metal) share the syntax of loops, loads and stores and
+  # differ in a few words; a backend names them in these fields rather than rewriting `render`.
+  prefix = ""                        # source before the kernel: includes, helper definitions
+  kernel_prefix = "void"             # the words before the kernel's name: return type, qualifiers
+  restrict = "restrict"              # the qualifier that promises a buffer is reached through no other pointer
+  nan, infinity = "NAN", "INFINITY"  # spellings of the float constants (C's come from <math.h>)
   types: dict[DType, str] = {
     dtypes.bool: "_Bool", dtypes.int8: "signed char", dtypes.uint8: "unsigned char", dtypes.int16: "short",
     dtypes.uint16: "unsigned short", dtypes.int32: "int", dtypes.uint32: "unsigned int", dtypes.int64: "long long",
@@ -2171,7 +2177,7 @@ class CStyleRenderer(Renderer):
   def __getitem__(self, u: UOp) -> str: return self.names[u]
   def render_const(self, value: Any, dtype: DType) -> str:
     if dtype.is_float:
-      body = "NAN" if value != value else ("-" if value < 0 else "") + "INFINITY" if math.isinf(value) else f"{float(value)!r}"
+      body = self.nan if value != value else ("-" if value < 0 else "") + self.infinity if math.isinf(value) else f"{float(value)!r}"
       return f"(({self.types[dtype]}){body})"
     if dtype == dtypes.bool: return "1" if value else "0"
     return f"(({self.types[dtype]}){value}{'ull' if dtype.is_unsigned else 'll'})" if abs(value) > 2**31 - 1 or dtype.itemsize == 8 else \
@@ -2202,8 +2208,8 @@ class CStyleRenderer(Renderer):
         self.names[u], counts[prefix] = f"{prefix}{counts[prefix]}", counts[prefix] + 1
         lines.append(f"{'  ' * depth}{self.types[u.dtype]} {self.names[u]} = {text};")
     written = {u.src[0].src[0] for u in program if u.op is Ops.STORE}
-    args = ", ".join(f"{'' if p in written else 'const '}{self.types[p.dtype]}* restrict {self.names[p]}" for _, p in sorted(params.items()))
-    return f"{self.kernel_prefix} {name}({args}) {{\n" + "\n".join(lines) + "\n}\n"
+    args = ", ".join(f"{'' if p in written else 'const '}{self.types[p.dtype]}* {self.restrict} {self.names[p]}" for _, p in sorted(params.items()))
+    return self.prefix + f"{self.kernel_prefix} {name}({args}) {{\n" + "\n".join(lines) + "\n}\n"
 
 # The running example in order, and as C. Constants and the accumulator come
 # first, the loop holds the loads, the multiply and the update, and the store

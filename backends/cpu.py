@@ -27,7 +27,8 @@ class CPUAllocator(Allocator):
 # The C-style renderer of chapter 11 does the work; the CPU adds the math
 # functions, spelled as compiler builtins so no libm call is needed when the
 # compiler can inline them. `_Float16` math is done in float and rounded back,
-# as the narrow-type rule of the base renderer expects.
+# as the narrow-type rule of the base renderer expects. Its dialect is the base
+# renderer's, plain C, with `<math.h>` for the `NAN` and `INFINITY` it spells.
 def _math(fn: str) -> Any:
   def render(x: str, dtype: DType) -> str:
     if dtype == dtypes.float64: return f"__builtin_{fn}({x})"
@@ -38,7 +39,7 @@ class CPURenderer(CStyleRenderer):
   device = "CPU"
   code_for_op = {**CStyleRenderer.code_for_op, Ops.SQRT: _math("sqrt"), Ops.EXP2: _math("exp2"), Ops.LOG2: _math("log2"),
                  Ops.SIN: _math("sin"), Ops.TRUNC: _math("trunc")}
-  def render(self, name: str, program: list) -> str: return "#include <math.h>\n" + super().render(name, program)
+  prefix = "#include <math.h>\n"
 
 # ## Compiler
 #
