@@ -2165,7 +2165,6 @@ class CStyleRenderer(Renderer):
     dtypes.uint64: "unsigned long long", dtypes.float16: "_Float16", dtypes.float32: "float", dtypes.float64: "double"}
   # C computes narrow types in int (or float): cast each result back so every op rounds and wraps like the reference
   narrow_types = (dtypes.int8, dtypes.uint8, dtypes.int16, dtypes.uint16, dtypes.float16)
-  kernel_prefix = "void"
   code_for_op: dict[Ops, Callable[..., str]] = {
     Ops.NEG: lambda x, dt: f"(!{x})" if dt == dtypes.bool else f"(-({x}))", Ops.RECIPROCAL: lambda x, dt: f"(1/{x})",
     Ops.ADD: lambda a, b, dt: f"({a}+{b})", Ops.MUL: lambda a, b, dt: f"({a}*{b})", Ops.IDIV: lambda a, b, dt: f"({a}/{b})",
