@@ -23,13 +23,14 @@
 # 8. Autograd
 # 9. Scheduling
 # 10. Lowering
-# 11. Linearizing and rendering
-# 12. Compiling and running
-# 13. The JIT
-# 14. The reference device
-# 15. The rest of the Tensor API
-# 16. nn
-# 17. Seeing inside
+# 11. Optimizing
+# 12. Linearizing and rendering
+# 13. Compiling and running
+# 14. The JIT
+# 15. The reference device
+# 16. The rest of the Tensor API
+# 17. nn
+# 18. Seeing inside
 #
 # tiny consumes nothing: this file imports only the Python standard library.
 from __future__ import annotations
@@ -81,7 +82,7 @@ class Context(contextlib.ContextDecorator):
   def __exit__(self, *exc: Any) -> None:
     for k, v in self.saved.items(): ContextVar.registry[k].value = v
 
-DEBUG = ContextVar("DEBUG", 0, "1: a line per realize; 2: a line per kernel; 3: kernel UOps; 4: generated source; 5: linearized program")
+DEBUG = ContextVar("DEBUG", 0, "1: a line per realize; 2: a line per kernel; 3: kernel UOps and opts; 4: generated source; 5: linearized program")
 DEVICE = ContextVar("DEVICE", "", "default device (PYTHON, CPU, ...); empty means the fastest that works")
 JIT = ContextVar("JIT", 1, "0 makes TinyJit run the function every time instead of replaying kernels")
 VIZ = ContextVar("VIZ", "", "1 records every graph rewrite and writes a viewer page at exit; 'text' prints them")
@@ -253,7 +254,7 @@ def to_dtype(x: Any, dtype: DType) -> Any:
 # | `COPY` | x | target device | x, on another device | 9 |
 # | `CONTIGUOUS` | x | | x, stored in a buffer of its own | 9 |
 # | `DETACH` | x | | x, through which no gradient flows | 8 |
-# | `ASSIGN` | target, value | | value written into target's buffer; in a kernel, an accumulator's new value | 9, 10 |
+# | `ASSIGN` | target, value | | value written into target's buffer | 9 |
 # | `AFTER` | a view | schedule item | the view, once that item has run | 9 |
 # | `RESHAPE`, `EXPAND` | x | new shape | x viewed in another shape | 10 |
 # | `PERMUTE` | x | axis order | x with its axes reordered | 10 |
@@ -262,12 +263,13 @@ def to_dtype(x: Any, dtype: DType) -> Any:
 # | `REDUCE_AXIS` | x | `(ADD or MUL or MAX, axes)` | x reduced over axes, kept with size 1 | 9, 10 |
 # | `PARAM` | | `(index, size)` | the kernel's index-th buffer argument | 9 |
 # | `AT` | x, one index per axis, valid | | x's element at that index (lowering only) | 10 |
-# | `RANGE` | size (a CONST) | `(number, LOOP or REDUCE)` | a loop variable in [0, size) | 10 |
+# | `RANGE` | size (a CONST) | `(number, kind)` | a loop variable in [0, size); kinds LOOP, REDUCE (10), UPCAST, THREAD (11) | 10, 11 |
 # | `END` | a `RANGE` | | closes that loop (linear programs only) | 11 |
 # | `INDEX` | a `PARAM`, flat index, valid | | an address in a buffer | 10 |
 # | `LOAD`, `STORE` | an `INDEX` (and the value) | | read or write memory where valid is true | 10 |
 # | `REDUCE` | value, the ranges | ADD, MUL or MAX | value reduced over those loops | 10 |
-# | `DEFINE_ACC` | initial value, the ranges | | an accumulator over those loops | 10 |
+# | `DEFINE_ACC` | initial value, the ranges | number | an accumulator over those loops | 10 |
+# | `ACCUMULATE` | a `DEFINE_ACC`, new value | | the accumulator takes the new value on each trip; after its loops, its final value | 10 |
 # | ALU ops, `CAST`, `BITCAST` | the operands | | arithmetic, below | 3 |
 
 class Ops(Enum):
@@ -278,7 +280,7 @@ class Ops(Enum):
   REDUCE_AXIS = auto()
   # kernels: loops, memory, accumulators
   PARAM = auto(); AT = auto(); RANGE = auto(); END = auto(); INDEX = auto(); LOAD = auto(); STORE = auto()
-  REDUCE = auto(); DEFINE_ACC = auto()
+  REDUCE = auto(); DEFINE_ACC = auto(); ACCUMULATE = auto()
   # arithmetic (the ALU ops)
   CAST = auto(); BITCAST = auto()
   NEG = auto(); RECIPROCAL = auto(); SQRT = auto(); EXP2 = auto(); LOG2 = auto(); SIN = auto(); TRUNC = auto()
@@ -301,7 +303,7 @@ class GroupOp:
 # ## What each ALU op means
 #
 # This table is the definition of every arithmetic op. The reference device
-# (chapter 14) runs it, constant folding (chapter 5) runs it, and every other
+# (chapter 15) runs it, constant folding (chapter 5) runs it, and every other
 # device is tested against it. Where C leaves a case undefined (integer
 # division by zero, shifting by the bit width or more, casting an out-of-range
 # float to an int) tiny leaves it undefined too and the spec suite does not
@@ -478,7 +480,7 @@ class UOp(MathMixin, metaclass=UOpMetaClass):
   @property
   def number(self) -> int: return self.arg[0]  # PARAM: which kernel argument; RANGE: which loop; BUFFER: its id
   @property
-  def kind(self) -> str: return self.arg[1]  # RANGE: LOOP or REDUCE
+  def kind(self) -> str: return self.arg[1]  # RANGE: LOOP, REDUCE, UPCAST, UNROLL or THREAD
   @property
   def reduce_op(self) -> Ops: return self.arg[0]  # REDUCE_AXIS: ADD, MUL or MAX
   @property
@@ -703,7 +705,7 @@ class PatternMatcher:
 # node to the rules on the way down instead, and a node a rule replaced is not
 # descended into.
 #
-# Every call is named. When a tracer is installed (VIZ, chapter 17, installs
+# Every call is named. When a tracer is installed (VIZ, chapter 18, installs
 # one), each call reports its input, every match (before, after, rule) and its
 # output; when none is, the cost is one check of a global.
 
@@ -937,11 +939,11 @@ UOp.simplify = _simplify  # type: ignore[attr-defined]
 # the registry of devices. A device is four parts, each small:
 #
 # - an `Allocator`: get and free memory, copy bytes in and out (here);
-# - a `Renderer` (chapter 11): linear program to source text;
-# - a `Compiler` (chapter 12): source text to a binary, with a cache on disk;
+# - a `Renderer` (chapter 12): linear program to source text;
+# - a `Compiler` (chapter 13): source text to a binary, with a cache on disk;
 # - a runtime: load a binary as a callable `Program` and launch it on buffers.
 #
-# The reference device, PYTHON, is defined in chapter 14 of this file. Fast
+# The reference device, PYTHON, is defined in chapter 15 of this file. Fast
 # devices live in `backends/<name>.py` beside this file, each a module with an
 # `open_device()` function; tiny loads them by path when first asked, so
 # copying `backends/` next to a vendored `tiny.py` is all it takes to add
@@ -983,15 +985,15 @@ class Buffer:
 #   lives as long as some graph names it; `_buffer_ids` numbers buffers.
 # - `realized`: tensor UOps already computed, mapped to their stored result
 #   (chapter 9), weak on the computed UOp.
-# - `_pending_assigns`: tensors whose assign has not run yet (chapter 12), weak.
+# - `_pending_assigns`: tensors whose assign has not run yet (chapter 13), weak.
 # - `_grad_tensors`: tensors created with `requires_grad`, found by
 #   `backward()` (chapter 8), weak.
 # - `_programs`: compiled kernels by (AST, device), for the life of the
-#   process (chapter 12).
+#   process (chapter 13).
 # - `_capturing`: the calls a TinyJit is recording, only while it records
-#   (chapter 13).
+#   (chapter 14).
 # - `Tensor.training`, `Tensor.grad_enabled`, and the random seed and counter
-#   (chapter 15): process-wide switches, set by the user.
+#   (chapter 16): process-wide switches, set by the user.
 # - `GlobalCounters`: kernels run and their work, until `reset()`.
 # - `Device.opened`: the devices opened so far, for the life of the process.
 _buffers: weakref.WeakKeyDictionary[UOp, Buffer] = weakref.WeakKeyDictionary()
@@ -1008,7 +1010,7 @@ _pending_assigns: weakref.WeakValueDictionary[int, Tensor] = weakref.WeakValueDi
 # ones its loss depends on without holding them alive.
 _grad_tensors: weakref.WeakValueDictionary[int, Tensor] = weakref.WeakValueDictionary()  # by id: Tensor's == is elementwise
 
-# Compiled kernels (chapter 12), and the calls a TinyJit is capturing (chapter 13):
+# Compiled kernels (chapter 13), and the calls a TinyJit is capturing (chapter 14):
 _programs: dict[tuple[UOp, str], Kernel] = {}
 # while a TinyJit captures: ("kernel", buffers, Kernel), ("copy", buffers, None) or ("rng", [key buffer], count)
 _capturing: list[tuple[str, list[Buffer], Any]] | None = None
@@ -1148,7 +1150,7 @@ Device = _Device()
 #
 # The chapters after this one take `c` through every stage, printing its real
 # intermediate form at each: its gradient (8), its kernel (9), loops (10),
-# program and source (11), and at last the number (12).
+# program and source (12), and at last the number (13).
 #
 # At the tensor level, UOps use these ops:
 #
@@ -1577,7 +1579,7 @@ def _broadcast_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
 
 # The class above is the lazy core. Later chapters add methods to it where
 # their ideas are introduced: autograd in chapter 8, the rest of the API in
-# chapter 15. Each group is written as a small class, and `tensor_methods`
+# chapter 16. Each group is written as a small class, and `tensor_methods`
 # copies its methods onto Tensor, so users see one Tensor and readers meet the
 # API one family at a time.
 _CLASS_MACHINERY = set(vars(type("empty", (), {})))  # __module__, __dict__, __doc__...: what every class body has
@@ -1890,7 +1892,8 @@ def create_schedule(outs: list[UOp]) -> tuple[list[ScheduleItem], tuple[UOp, ...
 # that reshapes produce melt away as they are built. A second pass turns each
 # `REDUCE` into an accumulator: `DEFINE_ACC` holds the running value (starting
 # at the identity: 0 for ADD, 1 for MUL, the lowest value for MAX), and
-# `ASSIGN(acc, acc + x)` updates it inside the loop.
+# `ACCUMULATE(acc, acc + x)` updates it inside the loop. (This is not `ASSIGN`,
+# which writes a tensor into a buffer: one op, one meaning.)
 
 # ## Movement ops as index arithmetic
 def _strides(shape: tuple[int, ...]) -> list[int]:
@@ -1958,13 +1961,39 @@ def lower_shrink(at: UOp, x: UOp) -> UOp: return _at(x.src[0], [i + b for i, (b,
 def lower_flip(at: UOp, x: UOp) -> UOp:
   return _at(x.src[0], [(s - 1) - i if f else i for i, f, s in zip(at.index, x.arg, x.shape)], at.valid)
 
+# A float sum added up in one running total loses the small terms once the
+# total dwarfs them: in float32, ten million copies of 0.1 sum to 1,087,937
+# and twenty million ones stop growing at 16,777,216. So a float sum is
+# accumulated in blocks: each reduced axis is cut into nested loops of at
+# most `SUM_BLOCK` trips (padded with zeros when its size has no divisor that
+# small), and each level of loops sums into its own accumulator, added to the
+# level above when it is done: a 16-way tree, as accurate as numpy's pairwise
+# sum. Other reduces (max, product, integer sums) are exact in any order.
+SUM_BLOCK = 16
+
+def _sum_blocks(size: int) -> list[int]:
+  """Loop sizes for one summed axis, outermost first: each at most SUM_BLOCK, their product at least `size`."""
+  if size <= SUM_BLOCK: return [size]
+  d = next((d for d in range(SUM_BLOCK, 3, -1) if size % d == 0), SUM_BLOCK)
+  return _sum_blocks(-(-size // d)) + [d]
+
 def lower_reduce(ctx: LowerContext, at: UOp, x: UOp) -> UOp:
-  op, axes = x.arg
-  idx = list(at.index)
-  for a in axes: idx[a] = ctx.new_range(x.src[0].shape[a], "REDUCE")
-  ranges = tuple(idx[a] for a in axes if idx[a].op is Ops.RANGE)
-  inner = _at(x.src[0], idx, at.valid)
-  return UOp(Ops.REDUCE, x.dtype, (inner, *ranges), op) if ranges else inner
+  (op, axes), valid = x.arg, at.valid
+  blocked = op is Ops.ADD and x.dtype.is_float
+  idx, levels, inside = list(at.index), [[]], UOp.const(dtypes.bool, True)
+  for a in axes:
+    size = x.src[0].shape[a]
+    sizes = _sum_blocks(size) if blocked else [size]
+    loops = [ctx.new_range(n, "REDUCE") for n in sizes]
+    idx[a] = _flat_index(loops, tuple(sizes))
+    if prod(sizes) > size: inside = inside & (idx[a] < size)
+    for r, n in zip(loops, sizes):  # a new level when this one would hold more than SUM_BLOCK trips
+      if blocked and levels[-1] and prod(u.src[0].arg for u in levels[-1]) * n > SUM_BLOCK: levels.append([])
+      if r.op is Ops.RANGE: levels[-1].append(r)
+  value = _at(x.src[0], idx, valid & inside)
+  if inside.op is not Ops.CONST: value = inside.where(value, UOp.const(x.dtype, 0))
+  for level in reversed([lv for lv in levels if lv]): value = UOp(Ops.REDUCE, x.dtype, (value, *level), op)
+  return value
 
 def lower_elementwise(at: UOp, x: UOp) -> UOp:
   return UOp(x.op, x.dtype, tuple(_at(s, at.index, at.valid) for s in x.src), x.arg)
@@ -1989,10 +2018,12 @@ pm_lower = PatternMatcher([
 # ## Reduces become accumulators
 def _identity(op: Ops, dtype: DType) -> Any: return {Ops.ADD: 0, Ops.MUL: 1, Ops.MAX: dtype.min}[op]
 
-def reduce_to_accumulator(r: UOp) -> UOp:
+# Each accumulator is numbered: two reduces over the same loops (the copies
+# the optimizer makes, chapter 11) must not become one accumulator.
+def reduce_to_accumulator(ctx: Iterator[int], r: UOp) -> UOp:
   value, ranges = r.src[0], r.src[1:]
-  acc = UOp(Ops.DEFINE_ACC, r.dtype, (UOp.const(r.dtype, _identity(r.arg, r.dtype)), *ranges))
-  return UOp(Ops.ASSIGN, r.dtype, (acc, UOp(r.arg, r.dtype, (acc, value))))
+  acc = UOp(Ops.DEFINE_ACC, r.dtype, (UOp.const(r.dtype, _identity(r.arg, r.dtype)), *ranges), next(ctx))
+  return UOp(Ops.ACCUMULATE, r.dtype, (acc, UOp(r.arg, r.dtype, (acc, value))))
 
 pm_accumulators = PatternMatcher([(UPat(Ops.REDUCE, name="r"), reduce_to_accumulator)])
 
@@ -2001,7 +2032,10 @@ pm_accumulators = PatternMatcher([(UPat(Ops.REDUCE, name="r"), reduce_to_accumul
 # Open a loop per output axis, ask for the value at those loops, store it, and
 # let the two passes above do the rest. Every PARAM stays in the kernel even if
 # its loads folded away: the kernel is called with every buffer, by position.
-def lower(ast: UOp) -> UOp:
+# Between the two passes the loops may be reshaped for speed: `optimizer` is
+# where the next chapter's optimizer plugs in (the default leaves them as
+# they are).
+def lower(ast: UOp, optimizer: Callable[[UOp], UOp] = lambda kernel: kernel) -> UOp:
   """A kernel AST (SINK of STORE(PARAM, tensor graph)) as loops over loads, arithmetic and stores."""
   out, value = ast.src[0].src
   ctx = LowerContext()
@@ -2010,7 +2044,7 @@ def lower(ast: UOp) -> UOp:
   store = UOp(Ops.STORE, dtypes.void, (UOp(Ops.INDEX, out.dtype, (out, _flat_index(ranges, value.shape), true)), _at(value, ranges, true)))
   params = sorted((u for u in ast.toposort() if u.op is Ops.PARAM), key=lambda p: p.number)  # all of them, even if folded away:
   kernel = graph_rewrite(UOp.sink(store, *params), pm_lower + symbolic, ctx=ctx, name="lower")  # the call passes every buffer
-  return graph_rewrite(kernel, pm_accumulators, name="reduces to accumulators")
+  return graph_rewrite(optimizer(kernel), pm_accumulators, ctx=itertools.count(), name="reduces to accumulators")
 
 # The running example lowered: one REDUCE loop (RANGE 3) over two loads and a
 # multiply, an accumulator that starts at 0.0 and is updated in the loop, and
@@ -2030,7 +2064,7 @@ def lower(ast: UOp) -> UOp:
 #    4 CONST        float32  []               0.0
 #    5 CONST        int32    []               3
 #    6 RANGE        int32    [5]              (0, 'REDUCE')
-#    7 DEFINE_ACC   float32  [4, 6]           None
+#    7 DEFINE_ACC   float32  [4, 6]           0
 #    8 PARAM        float32  []               (2, 3)
 #    9 INDEX        float32  [8, 6, 2]        None
 #   10 LOAD         float32  [9]              None
@@ -2039,12 +2073,188 @@ def lower(ast: UOp) -> UOp:
 #   13 LOAD         float32  [12]             None
 #   14 MUL          float32  [10, 13]         None
 #   15 ADD          float32  [7, 14]          None
-#   16 ASSIGN       float32  [7, 15]          None
+#   16 ACCUMULATE   float32  [7, 15]          None
 #   17 STORE        void     [3, 16]          None
 #   18 SINK         void     [17, 0, 11, 8]   None
 # ```
 
-# # 11. Linearizing and rendering
+# # 11. Optimizing
+#
+# A lowered kernel computes the right values in the plainest way: one loop
+# per axis, one element per trip, one accumulator per reduce. A machine wants
+# more from each trip: several outputs computed together so every load feeds
+# many of them (register tiling), several partial sums in flight so the adds
+# do not wait on each other, values packed into vector registers, and every
+# core busy. All of that is one transformation, applied to one loop at a
+# time: *split* a `RANGE` r of size n into `r_outer * k + r_inner` and give
+# the inner part (or, for threads, the outer part) a new kind.
+#
+# An `Opt(op, axis, amount)` names one split; `axis` counts the kernel's
+# ranges in loop order (`_loop_order`: parallel indices outermost, then the
+# output loops, then the reduce loops). The kinds:
+#
+# - `UPCAST` (an output axis): compute `amount` outputs per trip. The first
+#   upcast along which the output is contiguous becomes the *lanes* of a
+#   vector, a range of kind UPCAST that a C renderer prints with vector types
+#   (`float __attribute__((vector_size(32)))`), so the compiler emits SIMD;
+#   the reference device just runs it as a loop. Any other upcast becomes
+#   *copies*: the kernel's stores are repeated with `r_inner` = 0, 1, ...,
+#   which shares every load that does not depend on it;
+# - `UNROLL` (a reduce axis): copies of the reduce, each with its own
+#   accumulator, added up as a tree at the end;
+# - `THREAD` (an output axis): the outer part, of size `amount`, becomes the
+#   index of a worker thread; a CPU program runs that many threads at once.
+#
+# Each opt is a graph rewrite like every other pass: `pm_substitute` replaces
+# the range by its split everywhere (with the symbolic rules, so the index
+# arithmetic folds), `pm_expand` makes the copies. The names follow
+# tinygrad's, whose `BEAM` search and hand-written heuristic these are small
+# versions of; its other opts (GPU shared memory, tensor cores, splitting a
+# reduce across threads) are left out.
+
+NOOPT = ContextVar("NOOPT", 0, "1 keeps kernels as plain loops (no upcast, unroll or threads)")
+
+class OptError(ValueError): pass
+
+@dataclass(frozen=True)
+class Opt:
+  op: str       # UPCAST, UNROLL or THREAD
+  axis: int     # which range, counted in loop order
+  amount: int   # the size of the new part
+  def __repr__(self) -> str: return f"Opt({self.op}, {self.axis}, {self.amount})"
+
+_KIND_RANK = {"THREAD": 0, "LOOP": 1, "UPCAST": 2, "REDUCE": 3, "UNROLL": 4}
+def _loop_order(r: UOp) -> tuple[int, int]: return (_KIND_RANK[r.arg[1]], r.arg[0])
+def _ranges(kernel: UOp) -> list[UOp]: return sorted((u for u in kernel.toposort() if u.op is Ops.RANGE), key=_loop_order)
+
+# A rule replaces the split range; a REDUCE that named it as one of its loops
+# names the two new ranges instead.
+def _reduce_ranges(x: UOp) -> UOp | None:
+  if all(r.op is Ops.RANGE for r in x.src[1:]): return None
+  loops = dict.fromkeys(u for r in x.src[1:] for u in r.toposort() if u.op is Ops.RANGE)
+  return UOp(Ops.REDUCE, x.dtype, (x.src[0], *loops), x.arg) if loops else x.src[0]
+
+# Products are spread over sums too, `(r_outer*k + r_inner) * 64` into
+# `r_outer*64k + r_inner*64`, so each range's step in an address can be read
+# off its terms (`_coefficient`).
+pm_substitute = PatternMatcher([
+  (UPat(Ops.RANGE, name="x"), lambda ctx, x: ctx.get(x)),
+  (UPat(Ops.REDUCE, name="x"), _reduce_ranges),
+  ((x_ + y_) * c1_, lambda x, y, c1: x * c1 + y * c1 if _is_int(x) else None),
+])
+
+def substitute(kernel: UOp, mapping: dict[UOp, UOp]) -> UOp: return graph_rewrite(kernel, pm_substitute + symbolic, ctx=mapping, name="substitute")
+
+def apply_opt(kernel: UOp, opt: Opt) -> UOp:
+  ranges = _ranges(kernel)
+  if not 0 <= opt.axis < len(ranges): raise OptError(f"{opt}: the kernel has {len(ranges)} ranges")
+  r, size, number = ranges[opt.axis], ranges[opt.axis].src[0].arg, max(u.arg[0] for u in ranges) + 1
+  wants = "REDUCE" if opt.op == "UNROLL" else "LOOP"
+  if r.arg[1] != wants or opt.amount < 2 or size % opt.amount:
+    raise OptError(f"{opt}: needs a {wants} range whose size {opt.amount} divides, got a {r.arg[1]} range of size {size}")
+  def rng(n: int, arg: tuple) -> UOp: return UOp(Ops.RANGE, dtypes.int32, (UOp.const(dtypes.int32, n),), arg) if n > 1 else UOp.const(dtypes.int32, 0)
+  if opt.op == "THREAD": split = rng(opt.amount, (number, "THREAD")) * (size // opt.amount) + rng(size // opt.amount, r.arg)
+  else: split = rng(size // opt.amount, r.arg) * opt.amount + rng(opt.amount, (number, opt.op))
+  return substitute(kernel, {r: split})
+
+# ## Copies
+#
+# `pm_expand` removes one range (the context) by copying: a reduce over it
+# becomes the sum of its copies (a balanced tree, so the adds do not wait on
+# one another), and a store that depends on it becomes one store per value.
+def _tree(op: Ops, xs: list[UOp]) -> UOp:
+  return xs[0] if len(xs) == 1 else UOp(op, xs[0].dtype, (_tree(op, xs[:len(xs)//2]), _tree(op, xs[len(xs)//2:])))
+
+def _copies(x: UOp, r: UOp) -> list[UOp]: return [substitute(x, {r: UOp.const(dtypes.int32, i)}) for i in range(r.src[0].arg)]
+
+def _unroll_reduce(ctx: UOp, x: UOp) -> UOp | None:
+  if ctx not in x.src[1:]: return None
+  rest = tuple(r for r in x.src[1:] if r is not ctx)
+  return _tree(x.arg, [UOp(Ops.REDUCE, x.dtype, (v, *rest), x.arg) if rest else v for v in _copies(x.src[0], ctx)])
+
+def _expand_stores(ctx: UOp, x: UOp) -> UOp | None:
+  if not any(s.op is Ops.STORE and ctx in s.toposort() for s in x.src): return None
+  return UOp.sink(*flatten(_copies(s, ctx) if s.op is Ops.STORE and ctx in s.toposort() else [s] for s in x.src))
+
+pm_expand = PatternMatcher([
+  (UPat(Ops.REDUCE, name="x"), _unroll_reduce),
+  (UPat(Ops.SINK, name="x"), _expand_stores),
+])
+
+# The lanes: at most one upcast stays a range, if the renderer has vectors
+# wide enough for every value that depends on it, and the output is
+# contiguous along it (so the store is one vector store). Every other upcast
+# and unroll becomes copies.
+def _coefficient(index: UOp, r: UOp) -> int | None:
+  """How far the address moves when r grows by one: 0, a constant, or None when not linear in r."""
+  steps = [1 if t is r else t.src[1].arg if t.op is Ops.MUL and t.src[0] is r and t.src[1].op is Ops.CONST else None
+           for t in _terms(index) if r in t.toposort()]
+  return 0 if not steps else steps[0] if len(steps) == 1 else None
+
+def _lanes_fit(kernel: UOp, r: UOp, renderer: Renderer) -> bool:
+  users = [u for u in kernel.toposort() if r in u.toposort() and u.dtype != dtypes.void]
+  stores = [u.src[0].src[1] for u in kernel.src if u.op is Ops.STORE]
+  return all(u.dtype in renderer.vector_dtypes and u.dtype.itemsize * r.src[0].arg <= renderer.vector_bytes for u in users) and \
+    r.src[0].arg in (2, 4, 8, 16) and all(_coefficient(i, r) == 1 for i in stores)
+
+def expand(kernel: UOp, renderer: Renderer) -> UOp:
+  upcasts = [r for r in _ranges(kernel) if r.arg[1] in ("UPCAST", "UNROLL")]
+  lanes = next((r for r in upcasts if r.arg[1] == "UPCAST" and _lanes_fit(kernel, r, renderer)), None)
+  for r in upcasts:
+    if r is not lanes: kernel = graph_rewrite(kernel, pm_expand, ctx=r, name="expand")
+  return kernel
+
+# ## The heuristic
+#
+# Which opts a kernel gets, read from its shape; each step is one idea:
+#
+# 1. lanes: the output axis along which the store is contiguous, if every
+#    load steps by 0 or 1 along it, is upcast by the vector width;
+# 2. register tiling: if the kernel reduces, an output axis along which some
+#    load does not move (so its value is reused by every copy) is upcast by 4:
+#    the matmul's rows, while the lanes take its columns;
+# 3. several accumulators: the innermost reduce loop is unrolled, fully when
+#    it is at most 16 long (a block of a float sum always is), else by 4;
+# 4. threads: with enough work per thread, the outermost output axis is split
+#    over the worker threads.
+#
+# A kernel of fewer than 1024 trips in all gets none of them.
+def heuristic(kernel: UOp, renderer: Renderer) -> list[Opt]:
+  opts: list[Opt] = []
+  if prod(r.src[0].arg for r in _ranges(kernel)) < 1024: return opts  # too small to gain: plain loops read best
+  def axes(kind: str) -> list[tuple[int, UOp]]: return [(i, r) for i, r in enumerate(_ranges(kernel)) if r.arg[1] == kind]
+  def add(opt: Opt) -> None:
+    nonlocal kernel
+    kernel = apply_opt(kernel, opt)
+    opts.append(opt)
+  loads = [u.src[1] for u in kernel.toposort() if u.op is Ops.INDEX and u not in [s.src[0] for s in kernel.src if s.op is Ops.STORE]]
+  store = next(s.src[0].src[1] for s in kernel.src if s.op is Ops.STORE)
+  width = renderer.vector_bytes // max([u.dtype.itemsize for u in kernel.toposort() if u.dtype != dtypes.void] + [1])
+  for i, r in axes("LOOP"):
+    if width >= 2 and r.src[0].arg % width == 0 and _coefficient(store, r) == 1 and all(_coefficient(x, r) in (0, 1) for x in loads):
+      add(Opt("UPCAST", i, width))
+      break
+  if axes("REDUCE"):
+    for i, r in axes("LOOP"):
+      if r.src[0].arg % 4 == 0 and any(_coefficient(x, r) == 0 for x in loads):
+        add(Opt("UPCAST", i, 4))
+        break
+    i, r = axes("REDUCE")[-1]
+    if r.src[0].arg >= 2 and (r.src[0].arg <= 16 or r.src[0].arg % 4 == 0): add(Opt("UNROLL", i, r.src[0].arg if r.src[0].arg <= 16 else 4))
+  work = prod(r.src[0].arg for r in _ranges(kernel))
+  if renderer.threads > 1 and work >= 1 << 17 and axes("LOOP"):
+    i, r = axes("LOOP")[0]
+    if (n := next((n for n in range(renderer.threads, 1, -1) if r.src[0].arg % n == 0), 0)): add(Opt("THREAD", i, n))
+  return opts
+
+# `optimize` applies a list of opts and makes the copies. Which list is
+# chosen (the heuristic's, none under `NOOPT=1`, or under `BEAM=n` the
+# fastest of many) is `get_program`'s business, in the next chapter but one.
+def optimize(kernel: UOp, renderer: Renderer, opts: list[Opt]) -> UOp:
+  for opt in opts: kernel = apply_opt(kernel, opt)
+  return expand(kernel, renderer)
+
+# # 12. Linearizing and rendering
 #
 # A lowered kernel is still a graph. To print it as a program we need an
 # order: every UOp after its sources, and every UOp inside the loops it
@@ -2052,7 +2262,7 @@ def lower(ast: UOp) -> UOp:
 #
 # First, which loops does each UOp live in? A `RANGE` lives in its own loop;
 # any other UOp lives in the union of its sources' loops, except that an
-# accumulator's final value (the `ASSIGN`) is read *after* its loops close.
+# accumulator's final value (the `ACCUMULATE`) is read *after* its loops close.
 # Loops nest: a reduce loop sits inside the loops its body depends on. So
 # each loop has a path of enclosing loops, and each UOp belongs to the path
 # of its innermost loop. UOps that depend on no loop at all (constants,
@@ -2072,17 +2282,22 @@ def linearize(sink: UOp) -> list[UOp]:
     if u.op is Ops.RANGE: loops[u] = frozenset([u])
     elif u.op is Ops.DEFINE_ACC: loops[u] = frozenset(u.src[1:])  # whatever touches the accumulator runs in its loops
     else:
-      inherited = (loops[s] - (frozenset(s.src[0].src[1:]) if s.op is Ops.ASSIGN else frozenset()) for s in u.src)
+      inherited = (loops[s] - (frozenset(s.src[0].src[1:]) if s.op is Ops.ACCUMULATE else frozenset()) for s in u.src)
       loops[u] = frozenset().union(*inherited)
+  # a reduce loop nests inside every loop that some accumulator over it depends on (copies of one reduce share it)
+  outer: dict[UOp, set[UOp]] = {}
+  for u in nodes:
+    if u.op is Ops.ACCUMULATE:
+      for r in u.src[0].src[1:]: outer.setdefault(r, set()).update(loops[u])
   path: dict[UOp, tuple[UOp, ...]] = {}
   # a store fixes the nesting of the output loops; an accumulator's loops then nest inside the loops they extend
-  for u in sorted((u for u in nodes if u.op in (Ops.ASSIGN, Ops.STORE)), key=lambda u: u.op is not Ops.STORE):
-    chain = sorted(loops[u], key=lambda r: r.number)
+  for u in sorted((u for u in nodes if u.op in (Ops.ACCUMULATE, Ops.STORE)), key=lambda u: u.op is not Ops.STORE):
+    chain = sorted(loops[u].union(*(outer[r] for r in u.src[0].src[1:])) if u.op is Ops.ACCUMULATE else loops[u], key=_loop_order)
     for i, r in enumerate(chain): path.setdefault(r, (path[chain[i-1]] if i else ()) + (r,))
   def scope(u: UOp) -> tuple[UOp, ...]:
     if u.op is Ops.RANGE: return path[u][:-1]
-    if u.op is Ops.DEFINE_ACC: return path[min(u.src[1:], key=lambda r: r.number)][:-1]
-    return path[max(loops[u], key=lambda r: r.number)] if loops[u] else ()
+    if u.op is Ops.DEFINE_ACC: return path[min(u.src[1:], key=_loop_order)][:-1]
+    return path[max(loops[u], key=_loop_order)] if loops[u] else ()
   scopes = {u: scope(u) for u in nodes if u.op is not Ops.SINK}
   program: list[UOp] = []
   def emit(level: tuple[UOp, ...], members: list[UOp]) -> None:
@@ -2122,11 +2337,18 @@ def linearize(sink: UOp) -> list[UOp]:
 # return *strings*, one rule per kind of UOp, with the renderer as `ctx` (it
 # knows each UOp's variable name). Values used once are inlined into their
 # user, so `(a*b)+c` prints as one expression; values used more than once,
-# loads, and accumulators get variables.
+# loads, and accumulators get variables. So does an expression that grew
+# longer than a line: a chain of N ops inlined whole would print 2N nested
+# parentheses, source that grows with N^2 and that C compilers take minutes
+# over, where named steps keep both linear in N.
 
 class Renderer:
   device: str = ""
   supported_dtypes: tuple[DType, ...] = tuple(dtypes.all())
+  # what the optimizer may use (chapter 11): vector registers, and worker threads
+  vector_bytes: int = 0
+  vector_dtypes: tuple[DType, ...] = ()
+  threads: int = 1
   def render(self, name: str, program: list[UOp]) -> str: raise NotImplementedError
 
 def _c_alu(ctx: CStyleRenderer, x: UOp) -> str:
@@ -2139,7 +2361,7 @@ string_rewrite = PatternMatcher([
   (UPat(Ops.RANGE, name="x"), lambda ctx, x: f"for (int {ctx[x]} = 0; {ctx[x]} < {ctx[x.src[0]]}; {ctx[x]}++) {{"),
   (UPat(Ops.END), lambda ctx: "}"),
   (UPat(Ops.DEFINE_ACC, name="x"), lambda ctx, x: f"{ctx.types[x.dtype]} {ctx[x]} = {ctx[x.src[0]]};"),
-  (UPat(Ops.ASSIGN, name="x"), lambda ctx, x: f"{ctx[x.src[0]]} = {ctx[x.src[1]]};"),
+  (UPat(Ops.ACCUMULATE, name="x"), lambda ctx, x: f"{ctx[x.src[0]]} = {ctx[x.src[1]]};"),
   (UPat(Ops.INDEX, name="x"), lambda ctx, x: f"{ctx[x.src[0]]}[{ctx[x.src[1]]}]"),
   (UPat(Ops.LOAD, src=(UPat(Ops.INDEX, src=(UPat(), UPat(), UPat.const(dtypes.bool, True))),), name="x"), lambda ctx, x: ctx[x.src[0]]),
   (UPat(Ops.LOAD, name="x"), lambda ctx, x: f"({ctx[x.src[0].valid]} ? {ctx[x.src[0]]} : {ctx.render_const(0, x.dtype)})"),
@@ -2173,7 +2395,41 @@ class CStyleRenderer(Renderer):
     Ops.AND: lambda a, b, dt: f"({a}&{b})", Ops.OR: lambda a, b, dt: f"({a}|{b})", Ops.XOR: lambda a, b, dt: f"({a}^{b})",
     Ops.SHL: lambda a, b, dt: f"({a}<<{b})", Ops.SHR: lambda a, b, dt: f"({a}>>{b})", Ops.WHERE: lambda c, a, b, dt: f"({c}?{a}:{b})"}
 
-  def __getitem__(self, u: UOp) -> str: return self.names[u]
+  # the optimizer's vectors (chapter 11): AVX-sized registers, of the types C's vector extension does arithmetic in
+  vector_bytes = 32
+  vector_dtypes = (dtypes.float32, dtypes.float64, dtypes.int32, dtypes.int64, dtypes.uint32, dtypes.uint64)
+  vector_ops = {Ops.ADD, Ops.MUL, Ops.NEG, Ops.RECIPROCAL, Ops.IDIV, Ops.MOD, Ops.AND, Ops.OR, Ops.XOR, Ops.SHL, Ops.SHR}
+  # parallel ranges (chapter 11) are not loops but an index the launch provides, and maybe a parameter that carries it
+  special_index: dict[str, str] = {}
+  special_params: dict[str, str] = {}
+
+  def __getitem__(self, u: UOp) -> str:
+    if self.lane is None or u not in self.vec: return self.names[u]
+    return string_rewrite.rewrite(u, ctx=self) if u.op is Ops.INDEX else f"{self.names[u]}[{self.lane}]"
+  def type_of(self, u: UOp) -> str:
+    if u not in self.vec or self.lane is not None: return self.types[u.dtype]
+    name, size = f"{self.types[u.dtype].replace(' ', '_')}{self.width}", u.dtype.itemsize
+    self.typedefs[name] = f"typedef {self.types[u.dtype]} {name} __attribute__((vector_size({size * self.width}), aligned({size})));"
+    return name
+
+  # Vectors: every value that depends on the lanes range holds one value per
+  # lane. Ops C does on vectors are printed as they are (a scalar operand is
+  # broadcast); a load or store whose address is `base + lane` moves a whole
+  # vector; anything else is built lane by lane, `(float8){f(x[0]), ...}`.
+  def render_vector(self, u: UOp, text: str) -> str:
+    if u.op is Ops.RANGE: return f"{self.type_of(u)} {self.names[u]} = {{{', '.join(map(str, range(self.width)))}}};"
+    if u.op is Ops.DEFINE_ACC: return f"{self.type_of(u)} {self.names[u]} = ({self.type_of(u)}){{}} + {self[u.src[0]]};"
+    if u.op in (Ops.ACCUMULATE, Ops.INDEX) or (u.op in self.vector_ops and u.dtype in self.vector_dtypes): return text
+    index = u.src[0] if u.op in (Ops.LOAD, Ops.STORE) else None
+    if index is not None and index.src[2].arg is True and _coefficient(index.src[1], self.lanes) == 1 and \
+       (u.op is Ops.LOAD or u.src[1] in self.vec):
+      base = "+".join(self[t] for t in _terms(index.src[1]) if t is not self.lanes) or "0"
+      address = f"*({self.type_of(u if u.op is Ops.LOAD else u.src[1])}*)({self[index.src[0]]}+{base})"
+      return address if u.op is Ops.LOAD else f"{address} = {self[u.src[1]]};"
+    lanes = []
+    for self.lane in range(self.width): lanes.append(string_rewrite.rewrite(u, ctx=self))
+    self.lane = None
+    return " ".join(lanes) if u.op is Ops.STORE else f"({self.type_of(u)}){{{', '.join(lanes)}}}"
   def render_const(self, value: Any, dtype: DType) -> str:
     if dtype.is_float:
       body = self.nan if value != value else ("-" if value < 0 else "") + self.infinity if math.isinf(value) else f"{float(value)!r}"
@@ -2186,8 +2442,14 @@ class CStyleRenderer(Renderer):
     uses: dict[UOp, int] = {}
     for u in program:
       for s in u.src: uses[s] = uses.get(s, 0) + 1
-    self.names = {}
-    params, lines, depth, counts = {}, [], 1, {"val": 0, "alu": 0, "acc": 0, "cast": 0}
+    self.names, self.typedefs, self.lane = {}, {}, None
+    self.lanes = next((u for u in program if u.op is Ops.RANGE and u.arg[1] == "UPCAST"), None)
+    self.width, self.vec = self.lanes.src[0].arg if self.lanes else 1, set()
+    for _ in range(2):  # twice: an accumulator is a vector when its update is, and then so is whatever reads it
+      for u in program:
+        if u is self.lanes or u.op is not Ops.DEFINE_ACC and any(s in self.vec for s in u.src): self.vec.add(u)
+      self.vec |= {u.src[0] for u in program if u.op is Ops.ACCUMULATE and u.src[1] in self.vec}
+    params, lines, depth, counts, specials = {}, [], 1, {"val": 0, "alu": 0, "acc": 0, "cast": 0}, set()
     for u in program:
       if u.op is Ops.PARAM:
         self.names[u] = f"data{u.number}"
@@ -2195,20 +2457,27 @@ class CStyleRenderer(Renderer):
         continue
       if u.op is Ops.RANGE: self.names[u] = f"ridx{u.number}"
       if u.op is Ops.DEFINE_ACC: self.names[u], counts["acc"] = f"acc{counts['acc']}", counts["acc"] + 1
+      if (loop := u if u.op is Ops.RANGE else u.src[0] if u.op is Ops.END else None) is not None and loop.arg[1] in self.special_index:
+        specials.add(loop.arg[1])
+        if u.op is Ops.RANGE: lines.append(f"{'  ' * depth}int {self.names[u]} = {self.special_index[u.arg[1]]};")
+        continue
+      if u.op is Ops.END and u.src[0] is self.lanes: continue
       text = string_rewrite.rewrite(u, ctx=self)
-      if u.op in (Ops.CONST, Ops.INDEX) or (u.op in GroupOp.Elementwise and uses.get(u, 0) <= 1): self.names[u] = text
-      elif u.op in (Ops.RANGE, Ops.END, Ops.DEFINE_ACC, Ops.ASSIGN, Ops.STORE):
+      if u in self.vec: text = self.render_vector(u, text)
+      if u.op in (Ops.CONST, Ops.INDEX) or (u.op in GroupOp.Elementwise and uses.get(u, 0) <= 1 and len(text) <= 80): self.names[u] = text
+      elif u.op in (Ops.RANGE, Ops.END, Ops.DEFINE_ACC, Ops.ACCUMULATE, Ops.STORE):
         if u.op is Ops.END: depth -= 1
         lines.append("  " * depth + text)
-        if u.op is Ops.RANGE: depth += 1
-        if u.op is Ops.ASSIGN: self.names[u] = self.names[u.src[0]]
+        if u.op is Ops.RANGE and u is not self.lanes: depth += 1
+        if u.op is Ops.ACCUMULATE: self.names[u] = self.names[u.src[0]]
       else:
         prefix = "val" if u.op is Ops.LOAD else "alu"
         self.names[u], counts[prefix] = f"{prefix}{counts[prefix]}", counts[prefix] + 1
-        lines.append(f"{'  ' * depth}{self.types[u.dtype]} {self.names[u]} = {text};")
+        lines.append(f"{'  ' * depth}{self.type_of(u)} {self.names[u]} = {text};")
     written = {u.src[0].src[0] for u in program if u.op is Ops.STORE}
-    args = ", ".join(f"{'' if p in written else 'const '}{self.types[p.dtype]}* {self.restrict} {self.names[p]}" for _, p in sorted(params.items()))
-    return self.prefix + f"{self.kernel_prefix} {name}({args}) {{\n" + "\n".join(lines) + "\n}\n"
+    args = [f"{'' if p in written else 'const '}{self.types[p.dtype]}* {self.restrict} {self.names[p]}" for _, p in sorted(params.items())]
+    args += [self.special_params[k] for k in sorted(specials) if k in self.special_params]
+    return self.prefix + "".join(t + "\n" for t in self.typedefs.values()) + f"{self.kernel_prefix} {name}({', '.join(args)}) {{\n" + "\n".join(lines) + "\n}\n"
 
 # The running example in order, and as C. Constants and the accumulator come
 # first, the loop holds the loads, the multiply and the update, and the store
@@ -2222,7 +2491,7 @@ class CStyleRenderer(Renderer):
 # print(CStyleRenderer().render("r_3", program))
 # ```
 # ```text
-# PARAM CONST CONST INDEX CONST CONST DEFINE_ACC PARAM PARAM RANGE INDEX LOAD INDEX LOAD MUL ADD ASSIGN END STORE
+# PARAM CONST CONST INDEX CONST CONST DEFINE_ACC PARAM PARAM RANGE INDEX LOAD INDEX LOAD MUL ADD ACCUMULATE END STORE
 # void r_3(float* restrict data0, const float* restrict data1, const float* restrict data2) {
 #   float acc0 = ((float)0.0);
 #   for (int ridx0 = 0; ridx0 < 3; ridx0++) {
@@ -2234,10 +2503,10 @@ class CStyleRenderer(Renderer):
 # }
 # ```
 
-# # 12. Compiling and running
+# # 13. Compiling and running
 #
 # A kernel's AST has been lowered (chapter 10), put in order and printed as
-# source (chapter 11). What is left is to turn the source into something that
+# source (chapter 12). What is left is to turn the source into something that
 # runs, and to run it: a `Compiler` per device, a cache of finished programs,
 # and the loop that runs a schedule's items and points the realized tensors
 # at their results.
@@ -2264,7 +2533,7 @@ class Compiler:
 # ## Running a schedule
 #
 # `get_program` takes a kernel AST through the whole pipeline, lower (10),
-# linearize and render (11), compile (12), and caches the result in memory by
+# optimize (11), linearize and render (12), compile (13), and caches the result in memory by
 # the AST and device: the second time a training step runs the same kernel,
 # none of this happens again. A copy is not a kernel: the bytes go out of one
 # device and into the other.
@@ -2295,13 +2564,20 @@ def get_program(ast: UOp, device: str) -> Kernel:
   if (key := (ast, device)) not in _programs:
     dev = Device[device]
     if DEBUG >= 3: print(ast.listing())
-    program = linearize(lower(ast))
+    opts: list[Opt] = []
+    def choose(kernel: UOp) -> UOp:
+      opts.extend([] if NOOPT else heuristic(kernel, dev.renderer))
+      return optimize(kernel, dev.renderer, opts)
+    program = linearize(lower(ast, choose))
     if DEBUG >= 5: print("\n".join(f"{i:4d} {u.op.name:12s} {u.dtype.name:8s} {u.arg!r}" for i, u in enumerate(program)))
     name = _kernel_name(program)
+    if DEBUG >= 3: print(f"{name} opts: {opts}")
     src = dev.renderer.render(name, program)
     if DEBUG >= 4: print(src)
     if tracer is not None: tracer.kernel(name, src)
     runtime = dev.runtime(name, dev.compiler.compile_cached(src))
+    if threads := tuple(u.src[0].arg for u in program if u.op is Ops.RANGE and u.arg[1] == "THREAD"):
+      runtime = functools.partial(runtime, global_size=threads)  # how many copies of the program run at once
     _programs[key] = Kernel(name, src, runtime, _count_ops(program))
   return _programs[key]
 
@@ -2377,7 +2653,7 @@ def realize_tensors(tensors: list[Tensor]) -> None:
 # 32.0
 # ```
 
-# # 13. The JIT
+# # 14. The JIT
 #
 # Even with every kernel cached, each training step still builds its graph
 # in Python and schedules it. `TinyJit` removes that too. It wraps a step
@@ -2432,7 +2708,7 @@ def _realize_outputs(out: Any) -> Any:
   if tensors: Tensor.realize(*tensors)
   return out
 
-# # 14. The reference device
+# # 15. The reference device
 #
 # PYTHON is tiny's reference: a device that needs nothing but Python, whose
 # semantics are by definition right. Its "source code" is the linear program
@@ -2471,8 +2747,8 @@ class PythonProgram:
     literals = {"__builtins__": {}, "inf": math.inf, "nan": math.nan}
     rows = [eval(line, literals) for line in lib.decode().splitlines() if not line.startswith("#")]
     self.program = [(Ops[op], getattr(dtypes, dtype), src, arg) for op, dtype, src, arg in rows]
-    # an accumulator's ASSIGN is read through the accumulator's own slot
-    self.slot = [src[0] if op is Ops.ASSIGN else i for i, (op, _, src, _) in enumerate(self.program)]
+    # an accumulator's ACCUMULATE is read through the accumulator's own slot
+    self.slot = [src[0] if op is Ops.ACCUMULATE else i for i, (op, _, src, _) in enumerate(self.program)]
     self.loop_start = {i: src[0] for i, (op, _, src, _) in enumerate(self.program) if op is Ops.END}
     self.loop_end = {start: end for end, start in self.loop_start.items()}
 
@@ -2496,7 +2772,7 @@ class PythonProgram:
       elif op is Ops.STORE:
         if x[0][2]: x[0][0][x[0][1]] = x[1]
       elif op is Ops.DEFINE_ACC: values[pc] = x[0]
-      elif op is Ops.ASSIGN: values[src[0]] = x[1]
+      elif op is Ops.ACCUMULATE: values[src[0]] = x[1]
       elif op is Ops.CAST: values[pc] = to_dtype(x[0], dtype)
       elif op is Ops.BITCAST: values[pc] = bitcast_value(x[0], program[src[0]][1], dtype)
       else: values[pc] = exec_alu(op, dtype, x)
@@ -2505,7 +2781,7 @@ class PythonProgram:
 def PythonDevice() -> Compiled:
   return Compiled("PYTHON", PythonAllocator(), PythonRenderer(), PythonCompiler(), PythonProgram)
 
-# # 15. The rest of the Tensor API
+# # 16. The rest of the Tensor API
 #
 # Everything in this chapter is a composition of the core of chapter 7:
 # elementwise ops, movement, reduces. None of it adds an idea to the compiler,
@@ -2959,7 +3235,7 @@ class TensorLosses:
     loss = self.maximum(0) - self * Y + (1 + (-self.abs()).exp()).log()
     return {"mean": loss.mean, "sum": loss.sum, "none": lambda: loss}[reduction]()
 
-# # 16. nn
+# # 17. nn
 #
 # Layers, optimizers and saving are thin: a layer is a plain class holding
 # Tensors and a `__call__`; there is no Module base class, and parameters are
@@ -3211,7 +3487,7 @@ nn = _namespace("nn", Linear=Linear, Conv2d=Conv2d, ConvTranspose2d=ConvTranspos
                 LayerNorm=LayerNorm, RMSNorm=RMSNorm, Embedding=Embedding, optim=optim, state=state)
 datasets = _namespace("datasets", mnist=mnist)
 
-# # 17. Seeing inside
+# # 18. Seeing inside
 #
 # A compiler made of rewrites is easy to read one rule at a time and hard to
 # follow as a whole: `(a*b).sum()` goes through every pass of chapters 9 to
@@ -3260,7 +3536,7 @@ VIZ_PORT = ContextVar("VIZ_PORT", 8000, "the port VIZ=1 serves its page on, when
 # (loads feeding arithmetic feeding an accumulator) shows before any label is
 # read. The page maps each kind to a color.
 _KINDS = {"buffer": {Ops.BUFFER, Ops.PARAM, Ops.DEVICE, Ops.COPY}, "memory": {Ops.AT, Ops.INDEX, Ops.LOAD, Ops.STORE},
-          "movement": GroupOp.Movement, "reduce": {Ops.REDUCE_AXIS, Ops.REDUCE, Ops.DEFINE_ACC, Ops.ASSIGN},
+          "movement": GroupOp.Movement, "reduce": {Ops.REDUCE_AXIS, Ops.REDUCE, Ops.DEFINE_ACC, Ops.ACCUMULATE},
           "loop": {Ops.RANGE, Ops.END}, "const": {Ops.CONST, Ops.DEFINE_VAR, Ops.ARANGE}, "alu": GroupOp.Elementwise}
 _KIND_OF = {op: kind for kind, ops in _KINDS.items() for op in ops}
 

@@ -8,7 +8,7 @@
 # Like every backend, this file has four parts, in order: allocator,
 # renderer, compiler, program. `open_device()` puts them together.
 from __future__ import annotations
-import ctypes, os, shutil, subprocess, tempfile
+import concurrent.futures, ctypes, os, shutil, subprocess, tempfile
 from typing import Any
 from tiny import Allocator, CStyleRenderer, Compiler, CompileError, Compiled, DType, Ops, dtypes
 
@@ -24,7 +24,7 @@ class CPUAllocator(Allocator):
 
 # ## Renderer
 #
-# The C-style renderer of chapter 11 does the work; the CPU adds the math
+# The C-style renderer of chapter 12 does the work; the CPU adds the math
 # functions, spelled as compiler builtins so no libm call is needed when the
 # compiler can inline them. `_Float16` math is done in float and rounded back,
 # as the narrow-type rule of the base renderer expects. Its dialect is the base
@@ -37,6 +37,8 @@ def _math(fn: str) -> Any:
 
 class CPURenderer(CStyleRenderer):
   device = "CPU"
+  threads = os.cpu_count() or 1
+  special_index, special_params = {"THREAD": "core_id"}, {"THREAD": "int core_id"}
   code_for_op = {**CStyleRenderer.code_for_op, Ops.SQRT: _math("sqrt"), Ops.EXP2: _math("exp2"), Ops.LOG2: _math("log2"),
                  Ops.SIN: _math("sin"), Ops.TRUNC: _math("trunc")}
   prefix = "#include <math.h>\n"
@@ -74,6 +76,11 @@ class CPUProgram:
       self.lib = ctypes.CDLL(f.name)
     self.fn = self.lib[name]
     self.fn.restype = None
-  def __call__(self, *blocks: ctypes.Array) -> None: self.fn(*blocks)  # a ctypes array passes as a pointer to its memory
+  def __call__(self, *blocks: ctypes.Array, global_size: tuple[int, ...] = ()) -> None:
+    if not global_size: return self.fn(*blocks)  # a ctypes array passes as a pointer to its memory
+    # a kernel split over threads runs once per worker, told which it is; ctypes lets go of the GIL meanwhile
+    list(_workers.map(lambda core_id: self.fn(*blocks, core_id), range(global_size[0])))
+
+_workers = concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1)
 
 def open_device() -> Compiled: return Compiled("CPU", CPUAllocator(), CPURenderer(), CPUCompiler(), CPUProgram)

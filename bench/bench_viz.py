@@ -19,7 +19,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 import tiny
 from tiny import Tensor
 
-viz = tiny  # chapter 15 lives at the end of tiny.py
+viz = tiny  # chapter 16 lives at the end of tiny.py
 
 def workload(realizes: int) -> None:
   for i in range(realizes):

@@ -1,4 +1,4 @@
-"""Chapter 16, nn layers: shapes, initialization and forward passes against numpy, BatchNorm's statistics, training mode."""
+"""Chapter 17, nn layers: shapes, initialization and forward passes against numpy, BatchNorm's statistics, training mode."""
 import math
 import numpy as np
 import pytest

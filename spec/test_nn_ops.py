@@ -1,4 +1,4 @@
-"""Chapter 15, ops for networks: conv, pooling, normalization, dropout and the losses, forward, against numpy references.
+"""Chapter 16, ops for networks: conv, pooling, normalization, dropout and the losses, forward, against numpy references.
 
 The references below are written the slow, obvious way (loops over output
 positions, float64) so that they are easy to trust. test_autograd.py reuses

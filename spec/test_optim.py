@@ -1,4 +1,4 @@
-"""Chapter 16, optimizers: several steps of SGD, Adam and AdamW against numpy implementations of PyTorch's update formulas."""
+"""Chapter 17, optimizers: several steps of SGD, Adam and AdamW against numpy implementations of PyTorch's update formulas."""
 import numpy as np
 import pytest
 from tiny import Device, Tensor, dtypes

@@ -17,7 +17,7 @@ CHAPTER = re.compile(r"^# # (\d+)\. ")
 # (name, chapter that uses it): why the use cannot wait
 ALLOWED = {
   ("PythonDevice", 6): "the device registry opens the reference device by name; the device itself is the executable "
-                       "meaning of every op, so it comes after the whole compiler (chapter 14)",
+                       "meaning of every op, so it comes after the whole compiler (chapter 15)",
   ("realize_tensors", 7): "Tensor.realize() is the lazy core's one door to computing; what it does (schedule, lower, "
                           "compile, run) is the rest of the book",
 }

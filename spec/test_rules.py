@@ -258,12 +258,22 @@ def ex_variable_in_a_kernel(device):
   got = k.run(device, "define_var", *substitute(lowered, {v: UOp.const(dtypes.int32, 7)}).src)[0]
   assert got == [8, 5, 37, 11], f"a lowered kernel with a variable set to 7 computed {got}"
 
+def ex_optimized_matmul(device):
+  # the heuristic upcasts the rows by 4 (copies of the stores; the split row index spread over the row stride)
+  a, b = rng_data(16, 16), rng_data(16, 16, seed=1)
+  check(Tensor(a, device=device) @ Tensor(b, device=device), a @ b)
+
+def ex_unrolled_max(device):
+  # a reduce longer than 16 is unrolled by 4: the REDUCE then names the two halves of its split loop
+  a = np.random.default_rng(0).integers(-1000, 1000, 4096).astype(np.int32)
+  check(Tensor(a, device=device).max(), a.max())
+
 def ex_gated_store(device):
   check_gated_store(device)  # a hand-built kernel too: the lowering never makes a store that may not happen
 
 TENSOR_EXAMPLES: dict[str, Callable[[str], None]] = {fn.__name__.removeprefix("ex_"): fn for fn in [
   ex_broadcast_chain, ex_permute_flip_reshape, ex_pad_shrink, ex_reductions, ex_matmul, ex_arange_cast_bitcast, ex_softmax,
-  ex_reuse_realized, ex_contiguous_detach, ex_assign_then_read, ex_copy, ex_empty_reduce, ex_variable_in_a_kernel, ex_gated_store]}
+  ex_reuse_realized, ex_contiguous_detach, ex_assign_then_read, ex_copy, ex_empty_reduce, ex_variable_in_a_kernel, ex_optimized_matmul, ex_unrolled_max, ex_gated_store]}
 
 # ## Gradients: on the device, against central differences of numpy
 

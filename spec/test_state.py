@@ -1,4 +1,4 @@
-"""Chapter 16, state and data: finding parameters, state dicts, the safetensors format byte for byte, and reading MNIST IDX files."""
+"""Chapter 17, state and data: finding parameters, state dicts, the safetensors format byte for byte, and reading MNIST IDX files."""
 import gzip, json, struct
 import numpy as np
 import pytest

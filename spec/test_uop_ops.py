@@ -12,7 +12,7 @@ Three kinds of op, three kinds of test:
   The expected values come from `tiny.exec_alu`, the table the reference device runs, never from the device
   under test: ints and bools exactly, floats bit for bit (nan equals nan), transcendentals within the tolerance
   table of conftest.py.
-- **Kernel structure** (RANGE, END, PARAM, INDEX, LOAD, STORE, DEFINE_ACC, ASSIGN, CONST, SINK) runs in small
+- **Kernel structure** (RANGE, END, PARAM, INDEX, LOAD, STORE, DEFINE_ACC, ACCUMULATE, CONST, SINK) runs in small
   hand-built kernels: loop bounds, nested and empty loops, gated loads, accumulators, many parameters.
 - **Tensor-level ops** (BUFFER, DEVICE, the movement ops, REDUCE_AXIS, COPY, CONTIGUOUS, DETACH, ASSIGN, AFTER,
   ARANGE, and the lowering's own AT and REDUCE) run through Tensor programs on the device, against numpy.
@@ -341,7 +341,7 @@ def test_load_and_store_copy_every_edge_value(device, dtype):
   got = k.run(device, f"copy_{dtype.name}", store(out, r, load(src, r)))[1]
   check_no_mismatches(device, compare("LOAD/STORE", dtype, [(f"copy {v!r}", v) for v in values], got))
 
-@covers(Ops.RANGE, Ops.END, Ops.DEFINE_ACC, Ops.ASSIGN)
+@covers(Ops.RANGE, Ops.END, Ops.DEFINE_ACC, Ops.ACCUMULATE)
 @pytest.mark.parametrize("n", [0, 1, 2, 7, 100])
 def test_range_runs_exactly_n_times(device, n):
   # out[r] = r for every r < n, and an accumulator counts the trips: a loop bound off by one changes the count
@@ -350,12 +350,12 @@ def test_range_runs_exactly_n_times(device, n):
   out, count = k.output(dtypes.int32, n), k.output(dtypes.int32, 1)
   r_store, r_count = loop(n, 0), loop(n, 1, "REDUCE")
   acc = UOp(Ops.DEFINE_ACC, dtypes.int32, (i32(0), r_count))
-  total = UOp(Ops.ASSIGN, dtypes.int32, (acc, acc + i32(1)))
+  total = UOp(Ops.ACCUMULATE, dtypes.int32, (acc, acc + i32(1)))
   got = k.run(device, f"RANGE_{n}", store(out, r_store, r_store), store(count, 0, total))
   assert got[0] == list(range(n)), f"RANGE({n}) on {device}: stored indices {got[0]}, want {list(range(n))}"
   assert got[1] == [n], f"RANGE({n}) on {device}: the loop body ran {got[1][0]} times, want {n}"
 
-@covers(Ops.RANGE, Ops.END, Ops.DEFINE_ACC, Ops.ASSIGN)
+@covers(Ops.RANGE, Ops.END, Ops.DEFINE_ACC, Ops.ACCUMULATE)
 def test_nested_ranges_and_an_accumulator_reset_by_the_outer_loop(device):
   # out[i] = sum over j < 5 of in[i*5 + j]: the accumulator starts again at every i
   k = Kernel()
@@ -363,14 +363,14 @@ def test_nested_ranges_and_an_accumulator_reset_by_the_outer_loop(device):
   src, out = k.input(dtypes.float32, values), k.output(dtypes.float32, 3)
   i, j = loop(3, 0), loop(5, 1, "REDUCE")
   acc = UOp(Ops.DEFINE_ACC, dtypes.float32, (UOp.const(dtypes.float32, 0.0), j))
-  total = UOp(Ops.ASSIGN, dtypes.float32, (acc, acc + load(src, i * 5 + j)))
+  total = UOp(Ops.ACCUMULATE, dtypes.float32, (acc, acc + load(src, i * 5 + j)))
   got = k.run(device, "nested_sum", store(out, i, total))[1]
   assert got == [sum(values[5*a:5*a+5]) for a in range(3)], f"nested RANGE sum on {device}: got {got}"
 
 ACCUMULATORS = [(Ops.ADD, dtypes.float32), (Ops.MUL, dtypes.float64), (Ops.MAX, dtypes.float16), (Ops.ADD, dtypes.int64),
                 (Ops.MAX, dtypes.int8), (Ops.MAX, dtypes.uint16), (Ops.MUL, dtypes.int32), (Ops.ADD, dtypes.uint8)]
 
-@covers(Ops.DEFINE_ACC, Ops.ASSIGN)
+@covers(Ops.DEFINE_ACC, Ops.ACCUMULATE)
 @pytest.mark.parametrize("op,dtype", ACCUMULATORS, ids=[f"{o.name}-{d.name}" for o, d in ACCUMULATORS])
 def test_accumulator_starts_at_the_identity_and_folds_every_element(device, op, dtype):
   skip_unsupported(device, dtype)
@@ -379,7 +379,7 @@ def test_accumulator_starts_at_the_identity_and_folds_every_element(device, op, 
   k = Kernel()
   src, out, r = k.input(dtype, values), k.output(dtype, 1), loop(len(values), 0, "REDUCE")
   acc = UOp(Ops.DEFINE_ACC, dtype, (UOp.const(dtype, identity), r))
-  got = k.run(device, f"acc_{op.name}_{dtype.name}", store(out, 0, UOp(Ops.ASSIGN, dtype, (acc, UOp(op, dtype, (acc, load(src, r)))))))[1]
+  got = k.run(device, f"acc_{op.name}_{dtype.name}", store(out, 0, UOp(Ops.ACCUMULATE, dtype, (acc, UOp(op, dtype, (acc, load(src, r)))))))[1]
   want = identity
   for v in values: want = exec_alu(op, dtype, [want, v])
   assert same(dtype, got[0], want), f"{op.name} accumulator over {dtype.name} on {device}: got {got[0]!r}, want {want!r}"

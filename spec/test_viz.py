@@ -1,4 +1,4 @@
-"""Chapter 17, VIZ: the record of every rewrite, its text view, and its page as headless Chromium draws it.
+"""Chapter 18, VIZ: the record of every rewrite, its text view, and its page as headless Chromium draws it.
 
 The page tests need Chromium (`apt-get install chromium`); without it they skip and say so.
 """
@@ -7,7 +7,7 @@ import pytest
 import tiny
 from tiny import Tensor, UOp, UPat, PatternMatcher, Ops, dtypes, graph_rewrite
 
-viz = tiny  # chapter 15 lives at the end of tiny.py
+viz = tiny  # chapter 16 lives at the end of tiny.py
 
 @pytest.fixture
 def record(monkeypatch):
@@ -47,8 +47,8 @@ def test_each_pass_records_its_input_matches_and_output_as_node_ids(record):
   assert "REDUCE" in ops_after and "LOAD" in ops_after  # the reduce became a loop, the reads became loads
   accumulate = data["passes"][pass_named(data, "reduces to accumulators")]
   (before, after, rule, before_text, after_text), = accumulate["matches"]
-  assert nodes[before][0] == "REDUCE" and nodes[after][0] == "ASSIGN"
-  assert before_text.startswith("REDUCE[Ops.ADD](") and after_text.startswith("ASSIGN(DEFINE_ACC(")
+  assert nodes[before][0] == "REDUCE" and nodes[after][0] == "ACCUMULATE"
+  assert before_text.startswith("REDUCE[Ops.ADD](") and after_text.startswith("ACCUMULATE(DEFINE_ACC[0](")
   assert data["rules"][rule]["fn"] == "reduce_to_accumulator"
 
 def test_each_node_row_holds_op_dtype_sources_arg_shape_and_kind(record):
@@ -101,7 +101,7 @@ def test_text_view_prints_each_pass_with_its_matches_and_rules(record):
   text = record.text()
   assert text.startswith("realize 1 · 1 kernel\n")
   assert re.search(r"\n  kernel r_\S+\n    lower: \d+ matches\n", text)
-  assert re.search(r"\n +1 REDUCE\[Ops.ADD\]\(.*\n +-> ASSIGN\(DEFINE_ACC\(.*\[tiny.py:\d+ reduce_to_accumulator\]", text)
+  assert re.search(r"\n +1 REDUCE\[Ops.ADD\]\(.*\n +-> ACCUMULATE\(DEFINE_ACC\[0\]\(.*\[tiny.py:\d+ reduce_to_accumulator\]", text)
 
 # ## The page
 
@@ -207,7 +207,7 @@ def test_stepping_to_a_match_highlights_what_it_changed_and_shows_its_rule(recor
   p = pass_named(data, "reduces to accumulators")
   state, dom = dom_at(tmp_path, record.page(), f"#p={p}&s=1")
   (_, after, rule, _, _), = data["passes"][p]["matches"]
-  assert state["step"] == "1" and int(state["fresh"]) >= 2  # the ASSIGN and its DEFINE_ACC are new
+  assert state["step"] == "1" and int(state["fresh"]) >= 2  # the ACCUMULATE and its DEFINE_ACC are new
   assert re.search(rf'<g class="node k-reduce[^"]* hit" [^>]*data-id="{after}"', dom)
   assert len(re.findall(r'<g class="node [^"]*\bnew\b', dom)) == int(state["fresh"])
   assert html.unescape(re.search(r'<pre id="rule"[^>]*>(.*?)</pre>', dom, re.S).group(1)) == data["rules"][rule]["text"]
