@@ -441,9 +441,10 @@ class UOp(MathMixin, metaclass=UOpMetaClass):
         stack.extend((s, False) for s in reversed(u.src) if s not in order)
     return order
 
-  def listing(self) -> str:
-    """A numbered, one-line-per-UOp listing of the graph: how DEBUG prints a kernel."""
-    ids = {u: i for i, u in enumerate(self.toposort())}
+  def listing(self: UOp | list[UOp]) -> str:
+    """A numbered, one-line-per-UOp listing of the graph, or of a program's list of UOps: how DEBUG prints a kernel.
+    Each line shows an op's dtype, the numbers of its sources and its arg."""
+    ids = {u: i for i, u in enumerate(self if isinstance(self, list) else self.toposort())}
     return "\n".join(f"{i:4d} {u.op.name:12s} {u.dtype.name:8s} {[ids[s] for s in u.src]!s:16s} {u.arg!r}" for u, i in ids.items())
 
   # ### Building UOps
@@ -2563,17 +2564,16 @@ def _count_ops(program: list[UOp]) -> int:
 def get_program(ast: UOp, device: str) -> Kernel:
   if (key := (ast, device)) not in _programs:
     dev = Device[device]
-    if DEBUG >= 3: print(ast.listing())
     opts: list[Opt] = []
     def choose(kernel: UOp) -> UOp:
       opts.extend([] if NOOPT else heuristic(kernel, dev.renderer))
       return optimize(kernel, dev.renderer, opts)
     program = linearize(lower(ast, choose))
-    if DEBUG >= 5: print("\n".join(f"{i:4d} {u.op.name:12s} {u.dtype.name:8s} {u.arg!r}" for i, u in enumerate(program)))
     name = _kernel_name(program)
-    if DEBUG >= 3: print(f"{name} opts: {opts}")
+    if DEBUG >= 3: print(f"=== kernel {name} on {device}: its AST, then its opts ===\n{ast.listing()}\n{name} opts: {opts}")
+    if DEBUG >= 5: print(f"=== {name}: the linearized program ===\n{UOp.listing(program)}")
     src = dev.renderer.render(name, program)
-    if DEBUG >= 4: print(src)
+    if DEBUG >= 4: print(f"=== {name}: source for {device} ===\n{src}")
     if tracer is not None: tracer.kernel(name, src)
     runtime = dev.runtime(name, dev.compiler.compile_cached(src))
     if threads := tuple(u.src[0].arg for u in program if u.op is Ops.RANGE and u.arg[1] == "THREAD"):
@@ -3494,8 +3494,9 @@ datasets = _namespace("datasets", mnist=mnist)
 # 11, and dozens of rule firings, before it becomes C. Two tools show what happened.
 #
 # `DEBUG` prints as it goes, and you have met its levels where they print: 1 a
-# line per realize, 2 a line per kernel run, 3 the kernel's UOps, 4 its
-# generated source, 5 the linearized program. It answers "what ran?".
+# line per realize, 2 a line per kernel run, 3 the kernel's UOps and opts, 4
+# its generated source, 5 the linearized program (each op with the numbers of
+# its sources), each under a `=== kernel ...` heading. It answers "what ran?".
 #
 # `VIZ=1` answers "why does the kernel look like this?". It installs a `Tracer`
 # (chapter 4) that records every named `graph_rewrite`: the graph that went in,

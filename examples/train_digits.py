@@ -2,13 +2,17 @@
 
     python examples/train_digits.py [--device CPU] [--epochs 12]
 
+On the PYTHON device (the fallback when there is no C compiler) every op is
+interpreted in Python, about a hundred times slower: the default there is one
+epoch, and the progress bar shows how long the run has left.
+
 The data (1,797 images, 64 pixels each in 0..16, and their labels) ships with
 this repository in examples/data/digits.csv.gz; see DIGITS-README.md there.
 Everything runs on tiny: the forward pass, the gradients, the Adam updates.
 """
 import argparse, csv, gzip, os, random, sys, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from tiny import Tensor, TinyJit, dtypes, nn
+from tiny import DEBUG, Device, Tensor, TinyJit, dtypes, nn
 from tiny.nn.optim import Adam
 from tiny.nn.state import get_parameters
 
@@ -30,22 +34,27 @@ class ConvNet:
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--device", default=None, help="device to train on (default: the fastest available)")
-  parser.add_argument("--epochs", type=int, default=12)
+  parser.add_argument("--epochs", type=int, default=None, help="passes over the training set (default: 12, or 1 on PYTHON)")
   parser.add_argument("--batch", type=int, default=64)
   parser.add_argument("--seed", type=int, default=42)
   args = parser.parse_args()
-  if args.device: os.environ["DEVICE"] = args.device.upper()
+  try: device = Device.canonicalize(args.device)  # None means the default; an unknown or unusable name raises, saying which exist
+  except Exception as e: parser.error(str(e))
+  if args.epochs is None: args.epochs = 1 if device == "PYTHON" else 12
 
   images, labels = load_digits()
   order = list(range(len(images)))
   random.Random(args.seed).shuffle(order)  # a fixed held-out split: 80% train, 20% test
   cut = len(order) * 4 // 5
   train, test = order[:cut], order[cut:]
-  X_train, Y_train = Tensor([images[i] for i in train]), Tensor([labels[i] for i in train], dtype=dtypes.int32)
-  X_test, Y_test = Tensor([images[i] for i in test]), Tensor([labels[i] for i in test], dtype=dtypes.int32)
+  X_train, Y_train = Tensor([images[i] for i in train], device=device), Tensor([labels[i] for i in train], device=device, dtype=dtypes.int32)
+  X_test, Y_test = Tensor([images[i] for i in test], device=device), Tensor([labels[i] for i in test], device=device, dtype=dtypes.int32)
 
   Tensor.manual_seed(args.seed)
   model = ConvNet()
+  for layer in vars(model).values():  # layers are made on the default device: move their weights to the chosen one
+    for name, weight in vars(layer).items():
+      if isinstance(weight, Tensor): setattr(layer, name, weight.to(device).realize())
   opt = Adam(get_parameters(model), lr=3e-3)
 
   @TinyJit
@@ -56,19 +65,22 @@ def main():
     opt.step()
     return loss
 
-  print(f"training on {X_train.device}: {len(train)} images, testing on {len(test)}")
+  print(f"training on {X_train.device}: {len(train)} images, testing on {len(test)}, {args.epochs} epoch{'s' if args.epochs != 1 else ''}")
   rng, start = random.Random(args.seed), time.perf_counter()
   steps = len(train) // args.batch
+  # DEBUG prints lines while a step runs, which would land inside a bar redrawn in place: with DEBUG on, each update is a line
+  redraw = DEBUG.value == 0
   for epoch in range(1, args.epochs + 1):
     seen, epoch_start = 0, time.perf_counter()
     for step in range(steps):
-      idx = Tensor(rng.sample(range(len(train)), args.batch), dtype=dtypes.int32)
-      loss = train_step(X_train[idx].contiguous(), Y_train[idx].contiguous())
+      idx = Tensor(rng.sample(range(len(train)), args.batch), device=device, dtype=dtypes.int32)
+      loss = train_step(X_train[idx].contiguous(), Y_train[idx].contiguous()).item()
       seen += args.batch
-      done = (step + 1) * 30 // steps
-      rate = seen / (time.perf_counter() - epoch_start)
-      print(f"\repoch {epoch:2d}/{args.epochs} [{'=' * done}{' ' * (30 - done)}] loss {loss.item():.4f} {rate:7.0f} img/s", end="", flush=True)
-    print()
+      done, elapsed = (step + 1) * 30 // steps, time.perf_counter() - start
+      left = elapsed / ((epoch - 1) * steps + step + 1) * ((args.epochs - epoch + 1) * steps - step - 1)
+      bar = f"epoch {epoch:2d}/{args.epochs} [{'=' * done}{' ' * (30 - done)}] loss {loss:.4f} {seen / (time.perf_counter() - epoch_start):7.0f} img/s, {left:4.0f} s left"
+      print("\r" + bar if redraw else bar, end="" if redraw else "\n", flush=True)
+    if redraw: print()
   with Tensor.no_grad():
     predictions = model(X_test).argmax(axis=1)
     accuracy = (predictions == Y_test).cast(dtypes.float32).mean().item()

@@ -1,5 +1,5 @@
 """The docs are true: the generated pages are the source, the examples run, and the site builds with --strict."""
-import importlib.util, json, os, pathlib, re, subprocess, sys, tempfile
+import codeop, importlib.util, json, os, pathlib, re, subprocess, sys, tempfile
 import pytest
 import tiny  # imported before any test changes the environment, so its settings are the defaults
 
@@ -216,6 +216,27 @@ def run_examples(markdown: str, name: str) -> list[str]:
 def test_examples_in_docs_run_and_print_what_they_say(path):
   failures = run_examples(path.read_text(), str(path.relative_to(ROOT)))
   assert not failures, "\n\n".join(failures)
+
+def paste_error(code: str) -> str | None:
+  """Why `code`, pasted line by line into a plain `python` prompt, would fail to parse; None if it would not.
+  The prompt ends a block only at a blank line, so a statement right after an indented block is a syntax error."""
+  buffer: list[str] = []
+  for line in code.splitlines() + [""]:
+    buffer.append(line)
+    try: complete = codeop.compile_command("\n".join(buffer), "<stdin>", "single")
+    except SyntaxError as e: return f"at {line!r}: {e.msg}"
+    if complete is not None: buffer = []
+  return None
+
+@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_examples_in_docs_can_be_pasted_into_a_python_prompt(path):
+  failures = [f"{path.relative_to(ROOT)}:{line}: {error}" for code, line, _ in examples(path.read_text()) if (error := paste_error(code))]
+  assert not failures, "\n".join(failures)
+
+def test_paste_check_wants_a_blank_line_after_a_block():
+  assert paste_error("for i in range(2):\n  x = i\nprint(x)\n") == "at 'print(x)': invalid syntax"
+  assert paste_error("for i in range(2):\n  x = i\n\nprint(x)\n") is None
+  assert "unexpected indent" in paste_error("def f():\n  x = 1\n\n  return x\n")
 
 def test_example_checker_catches_wrong_output_and_errors():
   page = "```python\nprint(1 + 1)\n```\n\n```text\n3\n```\n\n```python\nundefined_name\n```\n\n```python\nprint('ok')\n```\n```text\nok\n```\n"

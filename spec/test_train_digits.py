@@ -18,3 +18,30 @@ def test_train_digits_reaches_97_percent_test_accuracy():
   assert found, f"no 'test accuracy: XX.XX%' line in the output:\n{output[-3000:]}"
   accuracy = float(found[-1])
   assert accuracy >= TOLERANCE["min_test_accuracy_percent"], f"test accuracy {accuracy:.2f}% is below {TOLERANCE['min_test_accuracy_percent']}%"
+
+# ## Its command line
+
+def run_script(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+  return subprocess.run([sys.executable, "examples/train_digits.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                        env={**os.environ, **(env or {})})
+
+def test_an_unknown_device_is_rejected_with_the_devices_there_are():
+  result = run_script("--device", "bogus")
+  assert result.returncode == 2 and "unknown device 'BOGUS'; available: PYTHON" in result.stderr, result.stderr
+
+def test_the_device_flag_is_honoured_over_the_environment_and_python_trains_one_epoch_by_default():
+  # The first line says where the data went; the rest (a slow epoch on PYTHON) is not waited for.
+  with subprocess.Popen([sys.executable, "examples/train_digits.py", "--device", "python"], cwd=ROOT, stdout=subprocess.PIPE,
+                        text=True, env={**os.environ, "DEVICE": "CPU"}) as proc:
+    try: first = proc.stdout.readline()
+    finally: proc.kill()
+  assert first.startswith("training on PYTHON: 1437 images") and first.rstrip().endswith(", 1 epoch"), first
+
+@pytest.mark.skipif(os.environ.get("TINY_SKIP_SLOW", "0") not in ("", "0"), reason="TINY_SKIP_SLOW is set")
+def test_with_debug_on_the_progress_bar_and_kernel_lines_never_share_a_line():
+  result = run_script("--device", "CPU", "--epochs", "1", env={"DEBUG": "2"}, timeout=TOLERANCE["timeout_s"])
+  assert result.returncode == 0, result.stderr[-3000:]
+  lines = result.stdout.splitlines()
+  bars, kernels = [l for l in lines if "img/s" in l], [l for l in lines if l.startswith("*** CPU")]
+  assert bars and kernels, f"no progress lines or no kernel lines:\n{result.stdout[-2000:]}"
+  assert not any("***" in l or "\r" in l for l in bars), [l for l in bars if "***" in l or "\r" in l][:3]
