@@ -34,7 +34,7 @@
 #
 # tiny consumes nothing: this file imports only the Python standard library.
 from __future__ import annotations
-import atexit, contextlib, ctypes, functools, gzip, hashlib, heapq, http.server, importlib.util, inspect, itertools, json, linecache, math, os, pathlib, struct, sys, tempfile, time, types, weakref
+import atexit, contextlib, ctypes, functools, gzip, hashlib, heapq, http.server, importlib.util, inspect, itertools, json, linecache, math, os, pathlib, string, struct, sys, tempfile, time, types, weakref
 from dataclasses import dataclass
 from enum import Enum, auto
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -1199,6 +1199,19 @@ def _shape_arg(shape: tuple) -> tuple[int, ...]:
   """Accept both f(2, 3) and f((2, 3))."""
   return tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else tuple(shape)
 
+# A bad argument raises a ValueError (a TypeError for a wrong dtype), as Python's own functions do. PyTorch raises
+# RuntimeError for the same mistakes, so these are both: code written for either catches them.
+class ArgumentError(ValueError, RuntimeError): pass
+class ArgumentTypeError(TypeError, RuntimeError): pass
+
+def _new_shape(shape: tuple) -> tuple[int, ...]:
+  """The shape of a tensor being created, from f(2, 3) or f((2, 3)): non-negative ints."""
+  shape = _shape_arg(shape)
+  if not all(isinstance(s, int) and s >= 0 for s in shape): raise ValueError(f"a new tensor's shape must be non-negative ints, got {shape}")
+  return shape
+
+def _dtype_arg(dtype: DType | str) -> DType: return getattr(dtypes, dtype) if isinstance(dtype, str) else dtype  # tinygrad takes names too
+
 def _axis(axis: int, ndim: int, shape: tuple[int, ...]) -> int:
   if not -max(ndim, 1) <= axis < max(ndim, 1): raise IndexError(f"axis {axis} is out of range for a tensor of {ndim} dimensions (shape {shape})")
   return axis % max(ndim, 1)
@@ -1290,7 +1303,7 @@ class Tensor:
   # ### Creation
   @staticmethod
   def empty(*shape: Any, device: str | None = None, dtype: DType | None = None) -> Tensor:
-    shape, dtype, device = _shape_arg(shape), dtype or dtypes.default_float, Device.canonicalize(device)
+    shape, dtype, device = _new_shape(shape), dtype or dtypes.default_float, Device.canonicalize(device)
     Device.check_dtype(device, dtype)
     return Tensor(_reshape(_new_buffer(device, prod(shape), dtype), shape))
   @staticmethod
@@ -1350,18 +1363,21 @@ class Tensor:
   def sub(self, y: Any, reverse: bool = False) -> Tensor:
     x, y = self._broadcasted(y, reverse)
     return x._alu(Ops.ADD, y.neg())
-  def div(self, y: Any, reverse: bool = False) -> Tensor:
-    """True division: ints become floats."""
+  def div(self, y: Any, reverse: bool = False, rounding_mode: str | None = None) -> Tensor:
+    """True division (ints become floats), or rounded toward zero ('trunc') or down ('floor'), as torch.div."""
+    if rounding_mode not in (None, "trunc", "floor"): raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
     x, y = self._broadcasted(y, reverse)
+    if rounding_mode == "trunc": return x.idiv(y)
+    if rounding_mode == "floor":
+      if x.dtype.is_float: return (x / y).floor()
+      q = x.idiv(y)  # truncated: one too high where the signs differ and it did not divide exactly
+      return q if x.dtype.is_unsigned else q - ((x._alu(Ops.MOD, y) != 0) & ((x < 0) != (y < 0))).cast(q.dtype)
     if not x.dtype.is_float: x, y = x.cast(dtypes.default_float), y.cast(dtypes.default_float)
     return x._alu(Ops.MUL, y.reciprocal())
   def idiv(self, y: Any, reverse: bool = False) -> Tensor:
-    """Floor division, as Python's `//`: C's truncating IDIV, corrected when the signs differ."""
+    """Division rounded toward zero, C's IDIV, as tinygrad's idiv; Python's `//` rounds down (`div(rounding_mode='floor')`)."""
     x, y = self._broadcasted(y, reverse)
-    if x.dtype.is_float: return (x / y).floor()
-    q = x._alu(Ops.IDIV, y)
-    if x.dtype.is_unsigned: return q
-    return q - ((x._alu(Ops.MOD, y) != 0) & ((x < 0) != (y < 0))).cast(q.dtype)
+    return (x / y).trunc() if x.dtype.is_float else x._alu(Ops.IDIV, y)
   def mod(self, y: Any, reverse: bool = False) -> Tensor:
     """Python's `%`: the result takes the divisor's sign."""
     x, y = self._broadcasted(y, reverse)
@@ -1380,12 +1396,19 @@ class Tensor:
         if y & 1: result = result * base
         base, y = base * base, y >> 1
       return result
+    exponent = y
     x, y = self._broadcasted(y, reverse)
-    if not x.dtype.is_float: return x.cast(dtypes.default_float).pow(y.cast(dtypes.default_float)).round().cast(x.dtype)
-    magnitude = (y * x.abs().log2()).exp2()
-    is_odd = (y.abs() % 2) == 1
-    negative = (x < 0).where((y.trunc() == y).where(is_odd.where(-magnitude, magnitude), math.nan), magnitude)
-    return (y == 0).where(1.0, negative)
+    if not x.dtype.is_float:
+      if not reverse and isinstance(exponent, int) and exponent < 0: raise RuntimeError(f"pow: an int tensor to the power {exponent} is not an int; cast it to float first")
+      return x.cast(dtypes.default_float).pow(y.cast(dtypes.default_float)).round().cast(x.dtype)
+    # The value is exp2(y*log2|x|), with the sign of an odd power and NaN for a fraction of a negative number. Its
+    # derivatives are written out (and attached by `_gradient_only`) because the chain rule through exp2 and log2
+    # meets 0*inf at x = 0 and x = inf, where PyTorch's y*x^(y-1) and x^y*ln(x) are exact.
+    xd, yd = x.detach(), y.detach()
+    out = _pow_value(xd, yd)
+    dx = ((xd == 0) & (yd == 0)).where(yd, yd * _pow_value(xd, yd - 1))
+    dy = (xd == 0).where((yd < 0).where(-math.inf, 0), out * xd.log())
+    return out + _gradient_only(x, dx) + _gradient_only(y, dy)
   def where(self, x: Any, y: Any) -> Tensor:
     """`cond.where(x, y)`: x where cond is true, else y; all three broadcast together, x and y promote together."""
     if not isinstance(x, Tensor): x = self._to_tensor(x, _scalar_dtype(y.dtype, x) if isinstance(y, Tensor) else dtypes.from_py(x))
@@ -1413,7 +1436,7 @@ class Tensor:
   def logical_not(self) -> Tensor: return self.cast(dtypes.bool)._alu(Ops.XOR, Tensor(_const_uop(True, dtypes.bool, self.device, self.shape)))
   def _bitwise(self, op: Ops, y: Any, reverse: bool = False) -> Tensor:
     x, y = self._broadcasted(y, reverse)
-    if x.dtype.is_float: raise TypeError(f"bitwise {op.name} needs int or bool tensors, got {x.dtype}")
+    if x.dtype.is_float: raise ArgumentTypeError(f"bitwise {op.name} needs int or bool tensors, got {x.dtype}")
     return x._alu(op, y)
   def bitwise_and(self, y: Any) -> Tensor: return self._bitwise(Ops.AND, y)
   def bitwise_or(self, y: Any) -> Tensor: return self._bitwise(Ops.OR, y)
@@ -1422,7 +1445,8 @@ class Tensor:
   def lshift(self, y: Any) -> Tensor: return self._bitwise(Ops.SHL, y)
   def rshift(self, y: Any) -> Tensor: return self._bitwise(Ops.SHR, y)
 
-  def cast(self, dtype: DType) -> Tensor:
+  def cast(self, dtype: DType | str) -> Tensor:
+    dtype = _dtype_arg(dtype)
     Device.check_dtype(self.device, dtype)
     return self if self.dtype == dtype else Tensor(UOp(Ops.CAST, dtype, (self.uop,)))
   def bitcast(self, dtype: DType) -> Tensor:
@@ -1434,12 +1458,13 @@ class Tensor:
   def int(self) -> Tensor: return self.cast(dtypes.int32)
   def bool(self) -> Tensor: return self.cast(dtypes.bool)
 
-  __add__, __mul__, __sub__, __truediv__, __floordiv__, __mod__, __pow__ = add, mul, sub, div, idiv, mod, pow
+  __add__, __mul__, __sub__, __truediv__, __mod__, __pow__ = add, mul, sub, div, mod, pow
+  def __floordiv__(self, y: Any) -> Tensor: return self.div(y, rounding_mode="floor")
   def __radd__(self, y: Any) -> Tensor: return self.add(y, True)
   def __rmul__(self, y: Any) -> Tensor: return self.mul(y, True)
   def __rsub__(self, y: Any) -> Tensor: return self.sub(y, True)
   def __rtruediv__(self, y: Any) -> Tensor: return self.div(y, True)
-  def __rfloordiv__(self, y: Any) -> Tensor: return self.idiv(y, True)
+  def __rfloordiv__(self, y: Any) -> Tensor: return self.div(y, True, rounding_mode="floor")
   def __rmod__(self, y: Any) -> Tensor: return self.mod(y, True)
   def __rpow__(self, y: Any) -> Tensor: return self.pow(y, True)
   def __neg__(self) -> Tensor: return self.neg()
@@ -1461,8 +1486,8 @@ class Tensor:
   # Each checks its arguments against the shape, so a mistake raises here,
   # naming the shapes, and not later inside a kernel.
   def reshape(self, *shape: Any) -> Tensor:
-    shape = _shape_arg(shape)
-    if shape.count(-1) > 1: raise ValueError(f"reshape to {shape}: only one dimension can be -1")
+    shape = tuple(self.shape[i] if s is None else s for i, s in enumerate(_shape_arg(shape)))  # None keeps that axis
+    if shape.count(-1) > 1: raise ArgumentError(f"reshape to {shape}: only one dimension can be -1")
     if -1 in shape:
       known = prod(s for s in shape if s != -1)
       if known == 0 or self.numel() % known: raise ValueError(f"cannot reshape {self.shape} ({self.numel()} elements) to {shape}")
@@ -1473,7 +1498,7 @@ class Tensor:
   def view(self, *shape: Any) -> Tensor: return self.reshape(*shape)
   def permute(self, *order: Any) -> Tensor:
     order = tuple(_axis(i, self.ndim, self.shape) for i in _shape_arg(order))
-    if sorted(order) != list(range(self.ndim)): raise ValueError(f"permute order {order} is not a permutation of the {self.ndim} axes of shape {self.shape}")
+    if sorted(order) != list(range(self.ndim)): raise ArgumentError(f"permute order {order} is not a permutation of the {self.ndim} axes of shape {self.shape}")
     return self if order == tuple(range(self.ndim)) else Tensor(_movement(self.uop, Ops.PERMUTE, order))
   def transpose(self, dim0: int = 1, dim1: int = 0) -> Tensor:
     order = list(range(self.ndim))
@@ -1490,13 +1515,18 @@ class Tensor:
     if any(p != s and p != 1 for p, s in zip(padded, new)): raise ValueError(f"cannot expand {self.shape} to {shape}: only size-1 axes can grow")
     t = self.reshape(padded)
     return t if new == t.shape else Tensor(_expand(t.uop, new))
-  def pad(self, padding: Sequence[Any], value: float = 0.0) -> Tensor:
-    """`padding` is ((before, after), ...) per axis (None for none), or flat, PyTorch-style, last axis first."""
+  def pad(self, padding: Sequence[Any], mode: str = "constant", value: float = 0.0) -> Tensor:
+    """`padding` is ((before, after), ...) per axis (None for none), or flat, PyTorch-style, last axis first. The new
+    elements are `value` (mode 'constant'), or copied from the tensor: mirrored ('reflect'), the edge repeated
+    ('replicate'), or wrapped around ('circular'), as torch.nn.functional.pad."""
+    if mode not in ("constant", "reflect", "replicate", "circular"): raise ArgumentError(f"pad: unknown mode {mode!r}")
     if all(isinstance(p, int) for p in padding):
       if len(padding) % 2 or len(padding) // 2 > self.ndim: raise ValueError(f"flat padding {tuple(padding)} does not fit shape {self.shape}")
       pairs = [(0, 0)] * (self.ndim - len(padding) // 2) + [(padding[i], padding[i+1]) for i in range(len(padding) - 2, -1, -2)]
     else: pairs = [(0, 0) if p is None else tuple(p) for p in padding]
     if len(pairs) != self.ndim: raise ValueError(f"padding {tuple(padding)} has {len(pairs)} axes, shape {self.shape} has {self.ndim}")
+    if mode != "constant":  # copy in the new elements, then cut what negative padding removes
+      return self._pad_from_inside([(max(b, 0), max(a, 0)) for b, a in pairs], mode).pad([(min(b, 0), min(a, 0)) for b, a in pairs])
     # negative padding removes elements: shrink first, then pad what remains
     t = self.shrink(tuple((-min(b, 0), s + min(a, 0)) for (b, a), s in zip(pairs, self.shape)))
     pairs = [(max(b, 0), max(a, 0)) for b, a in pairs]
@@ -1511,7 +1541,8 @@ class Tensor:
     if any(not 0 <= b <= e <= s for (b, e), s in zip(arg, self.shape)): raise ValueError(f"shrink {arg} is out of bounds for shape {self.shape}")
     return self if all(a == (0, s) for a, s in zip(arg, self.shape)) else Tensor(_movement(self.uop, Ops.SHRINK, arg))
   def flip(self, axis: int | Sequence[int]) -> Tensor:
-    axes = {_axis(a, self.ndim, self.shape) for a in ((axis,) if isinstance(axis, int) else axis)}
+    axes = [_axis(a, self.ndim, self.shape) for a in ((axis,) if isinstance(axis, int) else axis)]
+    if len(set(axes)) != len(axes): raise ArgumentError(f"flip: axis {axis} names an axis twice")
     return Tensor(_movement(self.uop, Ops.FLIP, tuple(i in axes for i in range(self.ndim)))) if axes else self
 
   # ### Reductions
@@ -1521,19 +1552,20 @@ class Tensor:
   # unsigned), halves in float32, then cast back, as tinygrad does.
   def _reduce(self, op: Ops, axis: int | Sequence[int] | None, keepdim: bool) -> Tensor:
     axes = tuple(range(self.ndim)) if axis is None else (axis,) if isinstance(axis, int) else tuple(axis)
-    axes = tuple(sorted({_axis(a, self.ndim, self.shape) for a in axes})) if self.ndim else ()  # a 0-d tensor is its own reduction
+    axes = tuple(sorted({_axis(a, self.ndim, self.shape) for a in axes}))
+    if not self.ndim: axes = ()  # a 0-d tensor is its own reduction
     out = Tensor(UOp(Ops.REDUCE_AXIS, self.dtype, (self.uop,), (op, axes))) if axes else self
     return out if keepdim else out.reshape(tuple(s for i, s in enumerate(self.shape) if i not in axes))
   def _acc_dtype(self) -> DType:
     if self.dtype.is_unsigned: return least_upper_dtype(self.dtype, dtypes.uint32)
     if not self.dtype.is_float: return least_upper_dtype(self.dtype, dtypes.int32)
     return least_upper_dtype(self.dtype, dtypes.float32)
-  def sum(self, axis: int | Sequence[int] | None = None, keepdim: bool = False, dtype: DType | None = None) -> Tensor:
-    acc = dtype or self._acc_dtype()
+  def sum(self, axis: int | Sequence[int] | None = None, keepdim: bool = False, dtype: DType | str | None = None) -> Tensor:
+    acc = self._acc_dtype() if dtype is None else _dtype_arg(dtype)
     out = self.cast(acc)._reduce(Ops.ADD, axis, keepdim)
     return out.cast(self.dtype) if dtype is None and self.dtype.is_float else out
-  def prod(self, axis: int | Sequence[int] | None = None, keepdim: bool = False, dtype: DType | None = None) -> Tensor:
-    acc = dtype or self._acc_dtype()
+  def prod(self, axis: int | Sequence[int] | None = None, keepdim: bool = False, dtype: DType | str | None = None) -> Tensor:
+    acc = self._acc_dtype() if dtype is None else _dtype_arg(dtype)
     out = self.cast(acc)._reduce(Ops.MUL, axis, keepdim)
     return out.cast(self.dtype) if dtype is None and self.dtype.is_float else out
   def max(self, axis: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor: return self._reduce(Ops.MAX, axis, keepdim)
@@ -1570,6 +1602,20 @@ def _scalar_dtype(dtype: DType, y: Any) -> DType:
   if isinstance(y, float) and not dtype.is_float: return dtypes.default_float
   return dtypes.default_int if isinstance(y, int) and not isinstance(y, bool) and dtype == dtypes.bool else dtype
 
+
+def _pow_value(x: Tensor, y: Tensor) -> Tensor:
+  magnitude = (y * x.abs().log2()).exp2()
+  negative = (y.trunc() == y).where(((y.abs() % 2) == 1).where(-magnitude, magnitude), math.nan)
+  return (y == 0).where(1.0, (x < 0).where(negative, magnitude))
+
+def _gradient_only(x: Tensor, g: Tensor) -> Tensor:
+  """Zeros whose gradient with respect to x is g, elementwise. `d = x - x.detach()` is 0 with derivative 1, so d*g
+  has derivative g. Where g is infinite, d*g would be 0*inf = NaN, so sqrt(+-d) is used: 0, with derivative +-inf;
+  where g is NaN, sqrt(d) - sqrt(d). At an infinite x, d would be inf - inf: there the gradient is left out (0)."""
+  d, g = x.isinf().where(0, x - x.detach()), g.detach()
+  finite = g.isfinite()
+  root = finite.where(1 + d, d).sqrt()  # sqrt(+0.0): its derivative is +inf
+  return finite.where(d * finite.where(g, 0), g.isnan().where(root - root, root * g.sign()))
 
 def _broadcast_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
   n = max(len(a), len(b))
@@ -2795,12 +2841,13 @@ def PythonDevice() -> Compiled:
 class TensorCreation:
   @staticmethod
   def linspace(start: float, stop: float, steps: int, device: str | None = None, dtype: DType | None = None) -> Tensor:
-    if steps < 0: raise ValueError(f"linspace: steps must be non-negative, got {steps}")
-    dtype = dtype or dtypes.default_float
+    dtype = _dtype_arg(dtype or dtypes.default_float)
+    if steps < 0 or dtype == dtypes.bool: raise ArgumentError(f"linspace: steps must be non-negative and the dtype not bool, got {steps}, {dtype}")
     if steps == 1: return Tensor.full((1,), start, device=device, dtype=dtype)
     return (Tensor.arange(steps, device=device).cast(dtypes.float32) * ((stop - start) / max(steps - 1, 1)) + start).cast(dtype)
   @staticmethod
   def eye(n: int, m: int | None = None, device: str | None = None, dtype: DType | None = None) -> Tensor:
+    if n < 0 or (m is not None and m < 0): raise ArgumentError(f"eye: sizes must be non-negative, got n={n}, m={m}")
     rows, cols = Tensor.arange(n, device=device).reshape(n, 1), Tensor.arange(m if m is not None else n, device=device).reshape(1, -1)
     return (rows == cols).cast(dtype or dtypes.default_float)
 
@@ -2838,7 +2885,7 @@ class TensorRandom:
   @staticmethod
   def rand(*shape: Any, device: str | None = None, dtype: DType | None = None, requires_grad: bool | None = None) -> Tensor:
     """Uniform in [0, 1): the top 24 bits of a hash, scaled exactly."""
-    bits = Tensor._random_bits(_shape_arg(shape), device)
+    bits = Tensor._random_bits(_new_shape(shape), device)
     return Tensor(((bits >> 8).cast(dtypes.float32) * (1.0 / (1 << 24))).cast(dtype or dtypes.default_float).uop, requires_grad=requires_grad)
   @staticmethod
   def randn(*shape: Any, device: str | None = None, dtype: DType | None = None, requires_grad: bool | None = None) -> Tensor:
@@ -2848,6 +2895,31 @@ class TensorRandom:
     return Tensor(((1 - u[0]).log() * -2).sqrt().mul((u[1] * (2 * math.pi)).cos()).cast(dtype or dtypes.default_float).uop, requires_grad=requires_grad)
   @staticmethod
   def uniform(*shape: Any, low: float = 0.0, high: float = 1.0, **kw: Any) -> Tensor: return Tensor.rand(*shape, **kw) * (high - low) + low
+  @staticmethod
+  def randint(*shape: Any, low: int = 0, high: int = 10, dtype: DType = dtypes.int32, **kw: Any) -> Tensor:
+    """Ints uniform in [low, high)."""
+    if not isinstance(low, int) or not isinstance(high, int) or low >= high: raise ArgumentError(f"randint needs ints low < high, got low={low!r}, high={high!r}")
+    if not dtype.is_int: raise TypeError(f"randint needs an int dtype, got {dtype}")
+    return (Tensor.rand(*shape, **kw) * (high - low)).floor().cast(dtype) + low
+  @staticmethod
+  def normal(*shape: Any, mean: float = 0.0, std: float = 1.0, requires_grad: bool | None = None, **kw: Any) -> Tensor:
+    return Tensor((Tensor.randn(*shape, **kw) * std + mean).uop, requires_grad=requires_grad)
+  @staticmethod
+  def randperm(n: int, device: str | None = None, dtype: DType = dtypes.int32) -> Tensor: return Tensor.rand(n, device=device).argsort().cast(dtype)
+  # The initializers of tinygrad's nn, by name: the fan-in is the product of all but the first dimension.
+  @staticmethod
+  def scaled_uniform(*shape: Any, **kw: Any) -> Tensor: return Tensor.uniform(*shape, low=-1.0, high=1.0, **kw) * prod(_new_shape(shape)) ** -0.5
+  @staticmethod
+  def glorot_uniform(*shape: Any, **kw: Any) -> Tensor:
+    s = _new_shape(shape)
+    return Tensor.uniform(*shape, low=-1.0, high=1.0, **kw) * (6 / (s[0] + prod(s[1:]))) ** 0.5
+  @staticmethod
+  def kaiming_uniform(*shape: Any, a: float = 0.01, **kw: Any) -> Tensor:
+    bound = math.sqrt(3.0) * math.sqrt(2.0 / (1 + a ** 2)) / math.sqrt(prod(_new_shape(shape)[1:]))
+    return Tensor.uniform(*shape, low=-bound, high=bound, **kw)
+  @staticmethod
+  def kaiming_normal(*shape: Any, a: float = 0.01, **kw: Any) -> Tensor:
+    return Tensor.normal(*shape, std=math.sqrt(2.0 / (1 + a ** 2)) / math.sqrt(prod(_new_shape(shape)[1:])), **kw)
   def rand_like(self, **kw: Any) -> Tensor: return Tensor.rand(self.shape, **{"device": self.device, "dtype": self.dtype, **kw})
   def randn_like(self, **kw: Any) -> Tensor: return Tensor.randn(self.shape, **{"device": self.device, "dtype": self.dtype, **kw})
 
@@ -2874,28 +2946,104 @@ class TensorMath:
     diff = self - f
     even_up = (f.abs() % 2) == 1
     return (diff > 0.5).where(f + 1, (diff == 0.5).where(even_up.where(f + 1, f), f))
-  def abs(self) -> Tensor: return (self < 0).where(-self, self) if self.dtype != dtypes.bool and not self.dtype.is_unsigned else self
+  def abs(self) -> Tensor:  # the gradient at 0 is 0, as PyTorch's
+    return (self < 0).where(-self, (self == 0).where(0, self)) if self.dtype != dtypes.bool and not self.dtype.is_unsigned else self
   def sign(self) -> Tensor:
     s = (self < 0).where(-1, (self > 0).where(1, 0)).cast(self.dtype)
     return (self != self).where(self, s) if self.dtype.is_float else s  # nan stays nan
   def clip(self, min_: Any = None, max_: Any = None) -> Tensor:
-    if min_ is None and max_ is None: raise ValueError("clip needs at least one of min_ and max_")
-    out = self if min_ is None else self.maximum(min_)
-    return out if max_ is None else out.minimum(max_)
+    """Values below min_ become min_, above max_ become max_ (max_ wins if min_ > max_); the gradient is 1 inside, bounds included."""
+    if min_ is None and max_ is None: raise ArgumentError("clip needs at least one of min_ and max_")
+    out = self if min_ is None else (self < min_).where(min_, self)
+    return out if max_ is None else (out > max_).where(max_, out)
   clamp = clip
   def square(self) -> Tensor: return self * self
+  def log10(self) -> Tensor: return self.log2() * math.log10(2)
+  def sinh(self) -> Tensor: return (self.exp() - (-self).exp()) / 2
+  def cosh(self) -> Tensor: return (self.exp() + (-self).exp()) / 2
+  def asinh(self) -> Tensor: return self._float().sign() * (self.abs() + (self * self + 1).sqrt()).log()  # odd: no cancellation below 0
+  def acosh(self) -> Tensor: return (self + (self * self - 1).sqrt()).log()
+  def atanh(self) -> Tensor: return ((1 + self) / (1 - self)).log() / 2
+  def asin(self) -> Tensor:
+    # Abramowitz and Stegun 4.4.46 on [0, 1], error below 2e-8, and odd symmetry
+    x = self._float().abs()
+    coefficients = [-0.0012624911, 0.0066700901, -0.0170881256, 0.0308918810, -0.0501743046, 0.0889789874, -0.2145988016, 1.5707963050]
+    return self._float().sign() * (math.pi / 2 - (1 - x).sqrt() * _polynomial(x, coefficients))
+  def acos(self) -> Tensor: return math.pi / 2 - self.asin()
+  def atan(self) -> Tensor:
+    big = self.abs() > 1  # atan(x) = pi/2 - atan(1/x) there, so y*y below cannot overflow
+    y = big.where(1 / big.where(self, 1), self)
+    a = (y / (1 + y * y).sqrt()).asin()
+    return big.where(self._float().sign() * (math.pi / 2) - a, a)
+  def erf(self) -> Tensor:
+    # Abramowitz and Stegun 7.1.26, error below 1.5e-7
+    t = 1.0 / (1.0 + 0.3275911 * self._float().abs())
+    return self._float().sign() * (1.0 - t * _polynomial(t, [1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592]) * (-self.square()).exp())
+  def copysign(self, other: Any) -> Tensor:
+    x, other = self._float()._broadcasted(other)
+    negative = (other < 0) | ((other == 0) & (other.reciprocal() < 0))  # -0.0 is negative too
+    return negative.where(-x.abs(), x.abs())
+  def fmod(self, y: Any) -> Tensor:
+    """C's fmod: the remainder takes the dividend's sign (`%` takes the divisor's)."""
+    x, y = self._broadcasted(y)
+    return x - y * (x / y).trunc() if x.dtype.is_float else x._alu(Ops.MOD, y)
+  def lerp(self, end: Tensor, weight: Any) -> Tensor: return self + (end - self) * weight
+  def logaddexp(self, y: Any) -> Tensor:
+    x, y = self._float()._broadcasted(y)
+    m = x.maximum(y)  # subtracted first, so nothing overflows
+    return m.isinf().where(m, m + ((x - m).exp() + (y - m).exp()).log())
+
+def _polynomial(x: Tensor, coefficients: Sequence[float]) -> Tensor:
+  """c0*x^(n-1) + ... + c(n-1), by Horner's rule."""
+  return functools.reduce(lambda acc, c: acc * x + c, coefficients[1:], x * 0 + coefficients[0])
+
+# ## Tests of values
+# Each returns a bool tensor; infinities are the only floats with x - x != 0 that equal themselves.
+@tensor_methods
+class TensorPredicates:
+  def isnan(self) -> Tensor: return self != self
+  def isinf(self, detect_positive: bool = True, detect_negative: bool = True) -> Tensor:
+    return ((self == math.inf) & detect_positive) | ((self == -math.inf) & detect_negative)
+  def isfinite(self) -> Tensor: return (self.isinf() | self.isnan()).logical_not()
+  def isclose(self, other: Any, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> Tensor:
+    """|self - other| <= atol + rtol*|other|; an infinity is close only to itself, NaN to NaN only with `equal_nan`."""
+    x, other = self._broadcasted(other)
+    finite_close = x.isfinite() & other.isfinite() & ((x - other).abs() <= atol + rtol * other.abs())
+    return finite_close | ((x.isinf() | other.isinf()) & (x == other)) | (x.isnan() & other.isnan() & equal_nan)
+  def allclose(self, other: Any, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> bool:
+    return bool(self.isclose(other, rtol, atol, equal_nan).all().item())
 
 # ## Activations
 # Each is a formula over the math above, as in the papers that named them.
 @tensor_methods
 class TensorActivations:
-  def sigmoid(self) -> Tensor: return (1 + (-self._float()).exp()).reciprocal()
+  def sigmoid(self) -> Tensor:
+    # each branch sees only the inputs it is chosen for, so its exp is at most 1: no overflow in the value or the gradient
+    positive = self >= 0
+    low, high = positive.where(0, self._float()).exp(), (-positive.where(self._float(), 0)).exp()
+    return positive.where(1 / (1 + high), low / (1 + low))
   def tanh(self) -> Tensor: return 2.0 * (2.0 * self._float()).sigmoid() - 1.0
   def relu(self) -> Tensor: return (self > 0).where(self, 0)
   def leaky_relu(self, neg_slope: float = 0.01) -> Tensor: return (self < 0).where(self * neg_slope, self)
-  def gelu(self) -> Tensor: return 0.5 * self * (1 + (math.sqrt(2 / math.pi) * (self + 0.044715 * self * self * self)).tanh())
+  def gelu(self, approximate: str = "tanh") -> Tensor:
+    """x times the normal CDF at x: by tanh (tinygrad's default) or exactly, through erf (`approximate='none'`, PyTorch's default)."""
+    if approximate not in ("tanh", "none"): raise ArgumentError(f"gelu: approximate must be 'tanh' or 'none', got {approximate!r}")
+    if approximate == "none": return 0.5 * self * (1 + (self * (1 / math.sqrt(2))).erf())
+    return 0.5 * self * (1 + (math.sqrt(2 / math.pi) * (self + 0.044715 * self * self * self)).tanh())
   def silu(self) -> Tensor: return self * self.sigmoid()
   def swish(self) -> Tensor: return self.silu()
+  def quick_gelu(self) -> Tensor: return self * (self * 1.702).sigmoid()
+  def elu(self, alpha: float = 1.0) -> Tensor: return self.relu() - alpha * (1 - self.exp()).relu()
+  def celu(self, alpha: float = 1.0) -> Tensor: return self.maximum(0) + (alpha * ((self / alpha).exp() - 1)).minimum(0)
+  def selu(self, alpha: float = 1.67326, gamma: float = 1.0507) -> Tensor: return gamma * (self >= 0).where(self, alpha * (self.exp() - 1))
+  def relu6(self) -> Tensor: return self.relu() - (self - 6).relu()
+  def hardtanh(self, min_val: float = -1, max_val: float = 1) -> Tensor: return self.clip(min_val, max_val)
+  def hardsigmoid(self, alpha: float = 1 / 6, beta: float = 0.5) -> Tensor: return (alpha * self + beta).relu() - (alpha * self + beta - 1).relu()
+  def hardswish(self) -> Tensor: return self * (self + 3).relu6() * (1 / 6)
+  def softplus(self, beta: float = 1.0) -> Tensor: return (self * beta).logaddexp(0.0) * (1 / beta)  # log(1 + e^x) without overflow
+  def mish(self) -> Tensor: return self * self.softplus().tanh()
+  def softsign(self) -> Tensor: return self / (1 + self.abs())
+  def logsigmoid(self) -> Tensor: return -(-self).softplus()
 
 # ## More movement
 # Reshapes and expands with friendlier arguments.
@@ -2910,25 +3058,88 @@ class TensorMovement:
     return self.reshape(self.shape[:d] + tuple(sizes) + self.shape[d+1:])
   def squeeze(self, dim: int | None = None) -> Tensor:
     if dim is None: return self.reshape(tuple(s for s in self.shape if s != 1))
-    if self.ndim == 0: return self
     d = _axis(dim, self.ndim, self.shape)
+    if self.ndim == 0: return self
     return self if self.shape[d] != 1 else self.reshape(self.shape[:d] + self.shape[d+1:])
   def unsqueeze(self, dim: int) -> Tensor:
     d = _axis(dim, self.ndim + 1, self.shape)
     return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
+  def _pad_from_inside(self, pairs: list[tuple[int, int]], mode: str) -> Tensor:
+    """reflect, replicate and circular padding: slices of the tensor (flipped for reflect) joined on with cat."""
+    x = self
+    for d, (b, a) in enumerate(pairs):
+      n = x.shape[d]
+      if b < 0 or a < 0 or (mode == "reflect" and max(b, a) >= n) or (mode == "circular" and max(b, a) > n) or (n == 0 and b + a):
+        raise ArgumentError(f"pad: padding ({b}, {a}) of axis {d} (size {n}) does not fit mode {mode!r}")
+      if mode == "reflect": before, after = x._slice_axis(d, slice(1, b + 1)).flip(d), x._slice_axis(d, slice(n - 1 - a, n - 1)).flip(d)
+      elif mode == "circular": before, after = x._slice_axis(d, slice(n - b, n)), x._slice_axis(d, slice(0, a))
+      else:
+        width = lambda k: tuple(k if i == d else s for i, s in enumerate(x.shape))
+        before, after = x._slice_axis(d, slice(0, 1)).expand(width(b)), x._slice_axis(d, slice(n - 1, n)).expand(width(a))
+      x = Tensor.cat(*(t for t in (before, x, after) if t.shape[d]), dim=d)
+    return x
   def repeat(self, *repeats: Any) -> Tensor:
     repeats = _shape_arg(repeats)
-    if len(repeats) < self.ndim: raise ValueError(f"repeat {repeats} needs at least {self.ndim} counts for shape {self.shape}")
+    if len(repeats) < self.ndim: raise ArgumentError(f"repeat {repeats} needs at least {self.ndim} counts for shape {self.shape}")
     base = (1,) * (len(repeats) - self.ndim) + self.shape
     t = self.reshape(flatten((1, s) for s in base)).expand(flatten(zip(repeats, base)))
     return t.reshape(tuple(r * s for r, s in zip(repeats, base)))
+  def repeat_interleave(self, repeats: int, dim: int | None = None) -> Tensor:
+    x, d = (self.flatten(), 0) if dim is None else (self, _axis(dim, self.ndim, self.shape))
+    return x.unsqueeze(d + 1).expand(x.shape[:d + 1] + (repeats,) + x.shape[d + 1:]).flatten(d, d + 1)
+  def roll(self, shifts: int | Sequence[int], dims: int | Sequence[int] | None = None) -> Tensor:
+    """Shift elements along dims, wrapping around: two copies side by side, and the window that starts at n - shift."""
+    if dims is None: return self.flatten().roll(shifts, 0).reshape(self.shape)
+    shifts, dims = (shifts,) if isinstance(shifts, int) else tuple(shifts), (dims,) if isinstance(dims, int) else tuple(dims)
+    if len(shifts) != len(dims): raise ArgumentError(f"roll: {len(shifts)} shifts for {len(dims)} dims")
+    x = self
+    for shift, dim in zip(shifts, dims):
+      d = _axis(dim, self.ndim, self.shape)
+      if (n := self.shape[d]) == 0: continue
+      x = x.repeat(tuple(2 if k == d else 1 for k in range(self.ndim)))._slice_axis(d, slice(n - shift % n, 2 * n - shift % n))
+    return x
+  def unfold(self, dim: int, size: int, step: int) -> Tensor:
+    """Windows of `size` elements every `step` along dim, as a new last axis."""
+    d = _axis(dim, self.ndim, self.shape)
+    if size < 0 or step <= 0 or size > self.shape[d]: raise ArgumentError(f"unfold: size={size}, step={step} do not fit axis {d} of size {self.shape[d]}")
+    order = [k for k in range(self.ndim) if k != d] + [d]
+    return self.permute(order)._pool((size,), (step,), (1,)).permute(argsort(order) + [self.ndim])
+  def diag(self) -> Tensor:
+    """The square matrix with this 1-d tensor on its diagonal: pad each element with n zeros, keep n*n of them."""
+    if self.ndim != 1: raise ArgumentError(f"diag needs a 1-d tensor, got shape {self.shape}")
+    n = self.shape[0]
+    return self.unsqueeze(-1).pad((None, (0, n))).flatten().shrink(((0, n * n),)).reshape(n, n)
+  def diagonal(self) -> Tensor:
+    """The diagonal of a square matrix: read it in rows one element longer, and the diagonal is the first column."""
+    if self.ndim != 2 or self.shape[0] != self.shape[1]: raise ArgumentError(f"diagonal needs a square matrix, got shape {self.shape}")
+    n = self.shape[0]
+    return self.flatten().pad(((0, n),)).reshape(n, n + 1)[:, 0]
+  def meshgrid(self, *args: Tensor, indexing: str = "ij") -> tuple[Tensor, ...]:
+    if indexing not in ("ij", "xy"): raise ArgumentError(f"meshgrid: indexing must be 'ij' or 'xy', got {indexing!r}")
+    tensors = (self, *args)
+    axes = [1, 0] + list(range(2, len(tensors))) if indexing == "xy" and len(tensors) > 1 else list(range(len(tensors)))
+    shape = tuple(tensors[axes.index(k)].numel() for k in range(len(tensors)))
+    return tuple(t.reshape(tuple(-1 if k == a else 1 for k in range(len(tensors)))).expand(shape) for t, a in zip(tensors, axes))
 
 # ## Indexing
 # `t[...]` with ints, slices (any step, negative too), None, Ellipsis and
-# int tensors. Basic indexing is movement: a slice is a shrink, a negative
-# step a flip, a step of k a reshape that keeps every k-th element. Tensor
-# indices gather: they compare against `arange` to make a one-hot mask and
-# sum it against the data, which is how tinygrad gathers too.
+# int tensors or lists. Basic indexing is movement: a slice is a shrink, a
+# negative step a flip, a step of k a reshape that keeps every k-th element.
+# Tensor indices gather: they compare against `arange` to make a one-hot mask
+# and sum it against the data, which is how tinygrad gathers too. So an index
+# held in a tensor that is out of range matches no element and reads 0 (its
+# value is not known until the kernel runs); ints and lists are checked when
+# the index is built and raise IndexError.
+#
+# `t[index] = value` is an assign of the whole tensor, with assign's value
+# semantics: the new value is the old one with `value` (broadcast to the
+# shape of `t[index]`) where `t[index]` reads. For basic indices that is the
+# indexing run backwards (pads instead of shrinks) and a `where`; for tensor
+# indices, each element compares its flat position with every indexed one (work
+# of size t.numel() times the number of indexed elements). A repeated index
+# takes the last value given, as numpy does; an out-of-range one writes
+# nowhere. Writing through a view (`t[0][1] = x`) changes the view's own copy,
+# not t.
 @tensor_methods
 class TensorIndexing:
   def __getitem__(self, index: Any) -> Tensor:
@@ -2943,7 +3154,7 @@ class TensorIndexing:
       if i is None:
         t = t.unsqueeze(dim)
         out_index.append(slice(None)); dim += 1
-      elif isinstance(i, bool) or not isinstance(i, (int, slice, Tensor, list)):
+      elif isinstance(i, bool) or not isinstance(i, (int, slice, Tensor, list, tuple)):
         raise IndexError(f"cannot index with {type(i).__name__}")
       elif isinstance(i, int):
         n = t.shape[dim]
@@ -2953,9 +3164,42 @@ class TensorIndexing:
         t = t._slice_axis(dim, i)
         out_index.append(slice(None)); dim += 1
       else:
-        out_index.append(i if isinstance(i, Tensor) else Tensor(i, device=self.device)); dim += 1
+        if not isinstance(i, Tensor) and (bad := [v for v in _fully_flatten(i)[0] if isinstance(v, bool) or not isinstance(v, int) or not -t.shape[dim] <= v < t.shape[dim]]):
+          raise IndexError(f"index {bad[0]} is out of bounds for axis {dim} with size {t.shape[dim]}")
+        out_index.append(i if isinstance(i, Tensor) else Tensor(list(i), device=self.device, dtype=dtypes.int32)); dim += 1
     tensor_axes = [d for d, i in enumerate(out_index) if isinstance(i, Tensor)]
     return t._gather_axes(tensor_axes, [out_index[d] for d in tensor_axes]) if tensor_axes else t
+  def __setitem__(self, index: Any, value: Any) -> None:
+    view = self[index]  # checks the index, and gives the shape value broadcasts to
+    value = (value if isinstance(value, Tensor) else Tensor(value, device=self.device, dtype=self.dtype)).cast(self.dtype)._broadcast_to(view.shape)
+    items = list(index) if isinstance(index, tuple) else [index]
+    if all(i is None or i is Ellipsis or isinstance(i, (int, slice)) for i in items):
+      used = sum(1 for i in items if i is not None and i is not Ellipsis)
+      at = next((n for n, i in enumerate(items) if i is Ellipsis), len(items))
+      items[at:at+1] = [slice(None)] * (self.ndim - used)
+      inside, axis = Tensor.ones(view.shape, device=self.device, dtype=dtypes.bool), 0
+      for i in items:  # undo each step of the indexing, in order: axes before `axis` are already full size
+        if i is None: value, inside = value.squeeze(axis), inside.squeeze(axis)
+        else:
+          if isinstance(i, int): value, inside, i = value.unsqueeze(axis), inside.unsqueeze(axis), slice(i % self.shape[axis], i % self.shape[axis] + 1)
+          value, inside, axis = value._unslice_axis(axis, i, self.shape[axis]), inside._unslice_axis(axis, i, self.shape[axis]), axis + 1
+      self.assign(inside.where(value, self))
+      return
+    n = self.numel()
+    position = (Tensor.arange(1, n + 1, device=self.device).reshape(self.shape)[index] - 1).flatten()  # -1: an out-of-range tensor index
+    k = position.shape[0]
+    hits = position.unsqueeze(-1) == Tensor.arange(n, device=self.device)  # (indexed element, flat position)
+    order = Tensor.arange(k, device=self.device).unsqueeze(-1)
+    last = hits.where(order, -1).max(0)
+    new = (hits & (order == last)).where(value.flatten().unsqueeze(-1), 0).sum(0, dtype=self.dtype)
+    self.assign((last >= 0).where(new, self.flatten()).reshape(self.shape))
+  def _unslice_axis(self, dim: int, s: slice, n: int) -> Tensor:
+    """The inverse of `_slice_axis(dim, s)` on an axis of size n: self's elements where the slice read them, zeros elsewhere."""
+    start, stop, step = s.indices(n)
+    if step < 0: return self._unslice_axis(dim, slice(n - 1 - start, None, -step), n).flip(dim)
+    t = self
+    if step > 1: t = t.unsqueeze(dim + 1).pad([None] * (dim + 1) + [(0, step - 1)] + [None] * (t.ndim - dim - 1)).flatten(dim, dim + 1)
+    return t.pad([None] * dim + [(start, n - start - t.shape[dim])] + [None] * (t.ndim - dim - 1))
   def _slice_axis(self, dim: int, s: slice) -> Tensor:
     start, stop, step = s.indices(self.shape[dim])
     if step < 0:
@@ -2992,17 +3236,115 @@ class TensorIndexing:
       picked = picked.permute(list(range(b, b + k)) + list(range(b)) + list(range(b + k, picked.ndim)))
     return picked.cast(self.dtype)
 
+# ## Gathering and scattering
+# Reading and writing along one axis at positions held in a tensor, as
+# PyTorch's gather and scatter. Like tensor indexing, each compares the
+# positions with an `arange` to make a one-hot mask and reduces over it; a
+# position outside the axis matches nothing: gather reads 0 there and
+# scatter writes nowhere. `nonzero` and `masked_select` return as many
+# elements as there are hits, so they read the values first.
+@tensor_methods
+class TensorGathering:
+  def _one_hot_along(self, n: int, dim: int) -> Tensor:
+    """True where this tensor of positions (size 1 at dim) names position j of an axis of n laid along dim."""
+    return self == Tensor.arange(n, device=self.device).reshape((n,) + (1,) * (self.ndim - dim - 1))
+  def gather(self, dim: int, index: Tensor) -> Tensor:
+    """out[i][j] = self[index[i][j]][j] for dim 0, and likewise for other dims."""
+    d = _axis(dim, self.ndim, self.shape)
+    if index.ndim != self.ndim or any(i > s for k, (i, s) in enumerate(zip(index.shape, self.shape)) if k != d):
+      raise ArgumentError(f"gather: index of shape {index.shape} does not fit a tensor of shape {self.shape} outside dim {d}")
+    x = self.shrink(tuple((0, i) if k != d else None for k, i in enumerate(index.shape))).unsqueeze(d)  # (..., 1, n, ...)
+    return index.unsqueeze(d + 1)._one_hot_along(self.shape[d], d + 1).where(x, 0).sum(d + 1, dtype=self.dtype)
+  def _scatter_mask(self, dim: int, index: Tensor, src: Tensor) -> tuple[Tensor, Tensor]:
+    """src and a one-hot mask, both of self's shape plus a last axis with one entry per element of index along dim."""
+    d = _axis(dim, self.ndim, self.shape)
+    if not index.ndim == self.ndim == src.ndim or any((k != d and i > s) or i > r for k, (i, s, r) in enumerate(zip(index.shape, self.shape, src.shape))):
+      raise ArgumentError(f"scatter: index of shape {index.shape} must fit src {src.shape}, and self {self.shape} outside dim {d}")
+    if src.dtype != self.dtype: raise ArgumentTypeError(f"scatter: src has dtype {src.dtype}, self has {self.dtype}")
+    src = src.shrink(tuple((0, s) for s in index.shape)).unsqueeze(-1).transpose(-1, d)
+    mask = index.unsqueeze(-1).transpose(-1, d)._one_hot_along(self.shape[d], d)
+    pads = [(0, self.shape[k] - index.shape[k]) if k != d else None for k in range(self.ndim)] + [None]
+    return src.pad(pads), mask.pad(pads)
+  def scatter(self, dim: int, index: Tensor, src: Tensor | float, reduce: str | None = None) -> Tensor:
+    """self with src's values written at the positions in index; where a position repeats, the last write wins."""
+    if reduce not in (None, "add", "multiply"): raise ArgumentError(f"scatter: reduce must be None, 'add' or 'multiply', got {reduce!r}")
+    if reduce is not None and isinstance(src, Tensor): raise ArgumentTypeError("scatter: a Tensor src does not take reduce; use scatter_reduce")
+    if not isinstance(src, Tensor): src = Tensor.full(index.shape, src, device=self.device, dtype=self.dtype)
+    if reduce is not None: return self.scatter_reduce(dim, index, src, {"add": "sum", "multiply": "prod"}[reduce])
+    src, mask = self._scatter_mask(dim, index, src)
+    order = Tensor.arange(mask.shape[-1], device=self.device)
+    last = mask.where(order, -1).max(-1, keepdim=True)
+    return mask.any(-1).where((mask & (order == last)).where(src, 0).sum(-1, dtype=self.dtype), self)
+  def scatter_reduce(self, dim: int, index: Tensor, src: Tensor, reduce: str, include_self: bool = True) -> Tensor:
+    """src's values combined into self at the positions in index, by sum, prod, mean, amax or amin."""
+    identity = {"sum": 0, "prod": 1, "mean": 0, "amax": self.dtype.min, "amin": self.dtype.max}
+    if reduce not in identity: raise ArgumentError(f"scatter_reduce: reduce must be one of {list(identity)}, got {reduce!r}")
+    src, mask = self._scatter_mask(dim, index, src)
+    hit = mask.any(-1)
+    base, values = self if include_self else hit.where(identity[reduce], self), mask.where(src, identity[reduce])
+    if reduce == "mean":
+      count = mask.sum(-1) + (1 if include_self else hit.logical_not().cast(dtypes.int32))
+      out = (values.sum(-1, dtype=self.dtype) + base) / count
+      return out if self.dtype.is_float else out.floor().cast(self.dtype)
+    if reduce == "sum": return values.sum(-1, dtype=self.dtype) + base
+    if reduce == "prod": return values.prod(-1, dtype=self.dtype) * base
+    return values.max(-1).maximum(base) if reduce == "amax" else values.min(-1).minimum(base)
+  def masked_fill(self, mask: Tensor, value: Any) -> Tensor: return mask.where(value, self)
+  def nonzero(self) -> Tensor:
+    """The (count, ndim) positions of the nonzero elements, in order."""
+    hits = [i for i, v in enumerate(self.flatten().tolist()) if v]
+    strides = [prod(self.shape[k + 1:]) for k in range(self.ndim)]
+    positions = [[i // stride % n for stride, n in zip(strides, self.shape)] for i in hits]
+    return Tensor(positions, device=self.device, dtype=dtypes.int32).reshape(len(hits), self.ndim)
+  def masked_select(self, mask: Tensor) -> Tensor:
+    """The elements where mask (broadcast with self) is True, flattened."""
+    if mask.dtype != dtypes.bool: raise TypeError(f"masked_select needs a bool mask, got {mask.dtype}")
+    shape = _broadcast_shape(self.shape, mask.shape)
+    return self._broadcast_to(shape).flatten()[mask._broadcast_to(shape).flatten().nonzero().reshape(-1)]
+
+# ## Sorting
+# A place in sorted order is a count: the elements that sort before this
+# one (smaller ones, and equal ones earlier in the axis, which makes the sort
+# stable). Counting compares every pair, n*n work for an axis of n, where
+# tinygrad runs a bitonic network of n*log(n)^2 steps; the results are the
+# same. NaN sorts after every number, as in PyTorch.
+@tensor_methods
+class TensorSorting:
+  def sort(self, dim: int = -1, descending: bool = False) -> tuple[Tensor, Tensor]:
+    """(values, indices) along dim, ascending unless `descending`; equal elements keep their order."""
+    d = _axis(dim, self.ndim, self.shape)
+    x = self.transpose(d, -1) if self.ndim else self.reshape(1)
+    n = x.shape[-1]
+    a, b = x.unsqueeze(-1), x.unsqueeze(-2)  # a: the element being placed, b: each element it is compared with
+    if descending: before = (b > a) | (b.isnan() & a.isnan().logical_not())
+    else: before = (b < a) | (a.isnan() & b.isnan().logical_not())
+    earlier = Tensor.arange(n, device=self.device).reshape(1, n) < Tensor.arange(n, device=self.device).reshape(n, 1)
+    place = (before | (((a == b) | (a.isnan() & b.isnan())) & earlier)).sum(-1)  # (..., n): where each element goes
+    goes_to = place.unsqueeze(-1) == Tensor.arange(n, device=self.device)  # (..., element, place)
+    values = goes_to.where(x.unsqueeze(-1), 0).sum(-2, dtype=self.dtype)
+    indices = goes_to.where(Tensor.arange(n, device=self.device).reshape(n, 1), 0).sum(-2)
+    if not self.ndim: return values.reshape(()), indices.reshape(())
+    return values.transpose(d, -1), indices.transpose(d, -1)
+  def argsort(self, dim: int = -1, descending: bool = False) -> Tensor: return self.sort(dim, descending)[1]
+  def topk(self, k: int, dim: int = -1, largest: bool = True, sorted_: bool = True) -> tuple[Tensor, Tensor]:
+    """The k largest (or smallest) elements along dim, in sorted order, and their indices."""
+    d = _axis(dim, self.ndim, self.shape)
+    if not 0 <= k <= (self.shape[d] if self.ndim else 1): raise ArgumentError(f"topk: k={k} is out of range for axis {d} of shape {self.shape}")
+    values, indices = self.sort(d, descending=largest)
+    return (values._slice_axis(d, slice(0, k)), indices._slice_axis(d, slice(0, k))) if self.ndim else (values, indices)
+
 # ## Joining and splitting
 # `cat` pads each piece to the full length and adds them; `split` is shrinks.
 @tensor_methods
 class TensorJoining:
   def cat(self, *others: Tensor, dim: int = 0) -> Tensor:
     """Concatenate along dim: pad each tensor to the full length and add them up."""
+    if isinstance(self, (list, tuple)): self, others = self[0], (*self[1:], *others)  # Tensor.cat((a, b)), as tinygrad allows
     first, tensors = self, (self,) + others
     d = _axis(dim, first.ndim, first.shape)
     for t in tensors[1:]:
       if t.ndim != first.ndim or any(a != b for i, (a, b) in enumerate(zip(t.shape, first.shape)) if i != d):
-        raise ValueError(f"cat: shapes {first.shape} and {t.shape} differ outside axis {d}")
+        raise ArgumentError(f"cat: shapes {first.shape} and {t.shape} differ outside axis {d}")
     dtype = least_upper_dtype(*(t.dtype for t in tensors))
     total, out, offset = sum(t.shape[d] for t in tensors), None, 0
     for t in tensors:
@@ -3013,15 +3355,16 @@ class TensorJoining:
       offset += t.shape[d]
     return out
   def stack(self, *others: Tensor, dim: int = 0) -> Tensor:
+    if isinstance(self, (list, tuple)): self, others = self[0], (*self[1:], *others)
     tensors = (self,) + others
-    if not all_same([t.shape for t in tensors]): raise ValueError(f"stack needs tensors of one shape, got {[t.shape for t in tensors]}")
+    if not all_same([t.shape for t in tensors]): raise ArgumentError(f"stack needs tensors of one shape, got {[t.shape for t in tensors]}")
     d = _axis(dim, self.ndim + 1, self.shape)
     return Tensor.cat(*(t.unsqueeze(d) for t in tensors), dim=d)
   def split(self, sizes: int | Sequence[int], dim: int = 0) -> tuple[Tensor, ...]:
     d = _axis(dim, self.ndim, self.shape)
     n = self.shape[d]
     sizes = [min(sizes, n - i) for i in range(0, n, sizes)] if isinstance(sizes, int) else list(sizes)
-    if sum(sizes) != n: raise ValueError(f"split sizes {sizes} do not add up to {n}, the size of axis {d}")
+    if sum(sizes) != n: raise ArgumentError(f"split sizes {sizes} do not add up to {n}, the size of axis {d}")
     offsets = [sum(sizes[:i]) for i in range(len(sizes))]
     return tuple(self._slice_axis(d, slice(o, o + s)) for o, s in zip(offsets, sizes))
   def chunk(self, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
@@ -3043,13 +3386,17 @@ class TensorReductions:
     return self.logical_not().any(axis, keepdim).logical_not()
   def any(self, axis: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor: return self.bool().max(axis, keepdim)
   def argmax(self, axis: int | None = None, keepdim: bool = False) -> Tensor:
-    """The index of the first maximum: count down from n at each maximum, take the largest count."""
+    """The index of the first maximum, NaN counting as the maximum (as numpy): count down from n at each maximum,
+    take the largest count."""
     if axis is None: return self.flatten().argmax(0)
     d = _axis(axis, self.ndim, self.shape)
     n = self.shape[d]
-    if n == 0: raise ValueError(f"argmax of an empty axis {d} (shape {self.shape})")
+    if n == 0: raise ArgumentError(f"argmax of an empty axis {d} (shape {self.shape})")
     countdown = Tensor.arange(n, 0, -1, device=self.device).reshape((n,) + (1,) * (self.ndim - d - 1))
-    return (n - (self == self.max(d, keepdim=True)).where(countdown, 0).max(d, keepdim)).cast(dtypes.int32)
+    if self.dtype.is_float: best = self.isnan().any(d, keepdim=True).where(math.nan, self.max(d, keepdim=True))
+    else: best = self.max(d, keepdim=True)
+    hit = (self == best) | (self.isnan() & best.isnan())
+    return (n - hit.where(countdown, 0).max(d, keepdim)).cast(dtypes.int32)
   def argmin(self, axis: int | None = None, keepdim: bool = False) -> Tensor:
     return (self.neg() if self.dtype.is_float else self.bitwise_not()).argmax(axis, keepdim)
   def softmax(self, axis: int = -1) -> Tensor:
@@ -3062,14 +3409,30 @@ class TensorReductions:
     m = self.max(axis, keepdim=True)
     out = (self - m).exp().sum(axis, keepdim=True).log() + m
     return out if keepdim else out.reshape(self.max(axis).shape)
-  def cumsum(self, axis: int = 0) -> Tensor:
-    """Running sum: each output element sums the inputs at or before it (a triangular mask, then a sum)."""
+  def std_mean(self, axis: int | Sequence[int] | None = None, keepdim: bool = False, correction: int = 1) -> tuple[Tensor, Tensor]:
+    return self.std(axis, keepdim, correction), self.mean(axis, keepdim)
+  def var_mean(self, axis: int | Sequence[int] | None = None, keepdim: bool = False, correction: int = 1) -> tuple[Tensor, Tensor]:
+    return self.var(axis, keepdim, correction), self.mean(axis, keepdim)
+
+# ## Running reductions
+# Output element i reduces the inputs at or before i: a triangular mask over
+# a new axis, then the reduce. That is one kernel of n*n work for an axis of
+# n (tinygrad splits long axes into blocks to do less).
+@tensor_methods
+class TensorCumulative:
+  def _cumulative(self, axis: int, reduce: Callable[[Tensor], Tensor], identity: Any) -> Tensor:
     d = _axis(axis, self.ndim, self.shape)
     x = self.transpose(d, -1) if self.ndim else self.reshape(1)
     n = x.shape[-1]
     mask = Tensor.arange(n, device=self.device).reshape(1, n) <= Tensor.arange(n, device=self.device).reshape(n, 1)
-    out = mask.where(x.unsqueeze(-2), 0).sum(-1, dtype=self._acc_dtype() if not self.dtype.is_float else None)
+    out = reduce(mask.where(x.unsqueeze(-2), identity))
     return out.transpose(d, -1) if self.ndim else out.reshape(())
+  def cumsum(self, axis: int = 0) -> Tensor: return self._cumulative(axis, lambda w: w.sum(-1, dtype=None if self.dtype.is_float else self._acc_dtype()), 0)
+  def cumprod(self, axis: int = 0) -> Tensor: return self._cumulative(axis, lambda w: w.prod(-1), 1)
+  def cummax(self, axis: int = 0) -> Tensor: return self._cumulative(axis, lambda w: w.max(-1), self.dtype.min)
+  def cummin(self, axis: int = 0) -> Tensor: return self._cumulative(axis, lambda w: w.min(-1), self.dtype.max)
+  # logsumexp subtracts each row's maximum, the running maximum here, so small early terms do not underflow
+  def logcumsumexp(self, axis: int = 0) -> Tensor: return self._cumulative(axis, lambda w: w.logsumexp(-1), -math.inf)
 
 # ## Matrix multiplication
 # There is no matmul op. `x @ w` lines up x's rows and w's columns by
@@ -3079,10 +3442,10 @@ class TensorReductions:
 @tensor_methods
 class TensorLinalg:
   def matmul(self, w: Tensor) -> Tensor:
-    if self.ndim == 0 or w.ndim == 0: raise ValueError(f"matmul needs tensors of at least one dimension, got shapes {self.shape} and {w.shape}")
+    if self.ndim == 0 or w.ndim == 0: raise ArgumentError(f"matmul needs tensors of at least one dimension, got shapes {self.shape} and {w.shape}")
     k = self.shape[-1]
     if (wk := w.shape[-2] if w.ndim > 1 else w.shape[0]) != k:
-      raise ValueError(f"cannot matmul shapes {self.shape} and {w.shape}: inner sizes {k} and {wk} differ")
+      raise ArgumentError(f"cannot matmul shapes {self.shape} and {w.shape}: inner sizes {k} and {wk} differ")
     x = self.reshape(self.shape[:-1] + (1, k))
     wt = w.reshape(k, 1).transpose(-1, -2) if w.ndim == 1 else w.transpose(-1, -2)
     out = (x * wt.reshape(wt.shape[:-2] + (1,) + wt.shape[-2:])).sum(-1, dtype=least_upper_dtype(self._acc_dtype(), w._acc_dtype()))
@@ -3090,6 +3453,42 @@ class TensorLinalg:
     if self.ndim == 1: out = out.squeeze(-2)
     return out.squeeze(-1) if w.ndim == 1 else out
   def dot(self, w: Tensor) -> Tensor: return self.matmul(w)
+  @staticmethod
+  def einsum(formula: str, *operands: Tensor | Sequence[Tensor], dtype: DType | None = None) -> Tensor:
+    """Sums of products named by letters, as numpy.einsum: 'ij,jk->ik' is matmul. Each operand is lined up on one
+    axis per letter (a letter repeated in one operand takes the diagonal), they are multiplied, and the letters
+    missing from the output are summed away."""
+    xs = list(operands[0]) if len(operands) == 1 and isinstance(operands[0], (list, tuple)) else list(operands)
+    formula = formula.replace(" ", "")
+    lhs, rhs = formula.split("->") if "->" in formula else (formula, None)
+    inputs = lhs.split(",")
+    if len(inputs) != len(xs): raise ArgumentError(f"einsum: {formula!r} names {len(inputs)} operands, {len(xs)} given")
+    if "..." in lhs:  # an ellipsis stands for the same unnamed letters in every operand, aligned on the right
+      spare = [c for c in string.ascii_letters if c not in formula]
+      counts = [x.ndim - len(s) + 3 if "..." in s else 0 for s, x in zip(inputs, xs)]
+      inputs = [s.replace("...", "".join(spare[max(counts) - c:max(counts)])) for s, c in zip(inputs, counts)]
+      named = "".join(inputs)
+      rhs = rhs.replace("...", "".join(spare[:max(counts)])) if rhs is not None else \
+        "".join(spare[:max(counts)]) + "".join(sorted(c for c in named if named.count(c) == 1 and c not in spare))
+    if rhs is None: rhs = "".join(sorted(c for c in lhs if lhs.count(c) == 1 and c.isalpha()))
+    sizes: dict[str, int] = {}
+    for i, (letters, x) in enumerate(zip(inputs, xs)):
+      if len(letters) != x.ndim: raise ArgumentError(f"einsum: operand {i} has shape {x.shape}, {letters!r} names {len(letters)} axes")
+      for c in dict.fromkeys(letters):
+        while letters.count(c) > 1:  # keep the diagonal of two axes of one letter: read in rows one longer, first column
+          j, k = letters.index(c), letters.index(c, letters.index(c) + 1)
+          x = x.permute([a for a in range(x.ndim) if a not in (j, k)] + [j, k])
+          n = x.shape[-1]
+          x = x.flatten(-2).pad([None] * (x.ndim - 2) + [(0, n)]).unflatten(-1, (n, n + 1))[..., 0]
+          letters = letters[:j] + letters[j + 1:k] + letters[k + 1:] + c
+      for c, n in zip(letters, x.shape):
+        if sizes.setdefault(c, n) != n: raise ArgumentError(f"einsum: letter {c!r} has sizes {sizes[c]} and {n}")
+      inputs[i], xs[i] = letters, x
+    alphabet = sorted(sizes)
+    full = [sizes[c] for c in alphabet]
+    lined_up = [x.permute([s.index(c) for c in sorted(s)]).reshape([sizes[c] if c in s else 1 for c in alphabet]).expand(full) for s, x in zip(inputs, xs)]
+    out = functools.reduce(lambda a, b: a * b, lined_up).sum([i for i, c in enumerate(alphabet) if c not in rhs], dtype=dtype)
+    return out.permute(argsort(argsort(list(rhs)))) if rhs else out
   def tril(self, diagonal: int = 0) -> Tensor:
     rows, cols = self.shape[-2:]
     keep = Tensor.arange(rows, device=self.device).reshape(rows, 1) + diagonal >= Tensor.arange(cols, device=self.device).reshape(1, cols)
@@ -3118,7 +3517,7 @@ class TensorConvolution:
       x = x.permute([a for a in range(x.ndim) if a != axis] + [axis])
       i = x.shape[-1]
       o = (i - d * (k - 1) - 1) // s + 1
-      if o <= 0: raise ValueError(f"window of size {k} (dilation {d}) does not fit in axis {axis} of size {i}")
+      if o <= 0: raise ArgumentError(f"window of size {k} (dilation {d}) does not fit in axis {axis} of size {i}")
       skewed = x.repeat((1,) * (x.ndim - 1) + (math.ceil(k * (i + d) / i),)).reshape(x.shape[:-1] + (-1,))
       skewed = skewed.shrink([None] * (x.ndim - 1) + [(0, k * (i + d))]).reshape(x.shape[:-1] + (k, i + d))
       x = skewed[..., :, : (o - 1) * s + 1 : s].transpose(-1, -2)  # (..., o, k)
@@ -3128,14 +3527,14 @@ class TensorConvolution:
     return x.permute(lead + [len(lead) + 2 * j for j in range(n)] + [len(lead) + 2 * j + 1 for j in range(n)])
 
   def conv2d(self, weight: Tensor, bias: Tensor | None = None, groups: int = 1, stride: int | tuple[int, ...] = 1,
-             dilation: int | tuple[int, ...] = 1, padding: int | tuple[int, ...] = 0) -> Tensor:
-    """N-d convolution (2-d in the common case) of (batch, cin, *spatial) by (cout, cin/groups, *kernel)."""
+             dilation: int | tuple[int, ...] = 1, padding: int | str | tuple[int, ...] = 0) -> Tensor:
+    """N-d convolution (2-d in the common case) of (batch, cin, *spatial) by (cout, cin/groups, *kernel);
+    `padding` takes PyTorch's forms (see `_pool_padding`)."""
     (bs, cin), (cout, cin_g), hw = self.shape[:2], weight.shape[:2], weight.shape[2:]
-    if cin != cin_g * groups: raise ValueError(f"conv2d: input has {cin} channels, weight {weight.shape} with groups={groups} expects {cin_g * groups}")
-    if cout % groups: raise ValueError(f"conv2d: {cout} output channels do not divide into {groups} groups")
+    if cin != cin_g * groups: raise ArgumentError(f"conv2d: input has {cin} channels, weight {weight.shape} with groups={groups} expects {cin_g * groups}")
+    if cout % groups: raise ArgumentError(f"conv2d: {cout} output channels do not divide into {groups} groups")
     n = len(hw)
-    pads = _spatial(padding, n)
-    x = self.pad([None, None] + [(p, p) for p in pads])._pool(hw, _spatial(stride, n), _spatial(dilation, n))
+    x = self.pad([None, None] + _pool_padding(padding, hw, _spatial(dilation, n)))._pool(hw, _spatial(stride, n), _spatial(dilation, n))
     out_hw = x.shape[2:2 + n]
     x = x.reshape(bs, groups, 1, cin_g, *out_hw, *hw)
     w = weight.reshape(1, groups, cout // groups, cin_g, *([1] * n), *hw)
@@ -3161,16 +3560,79 @@ class TensorConvolution:
     pads = [(dj * (kj - 1) - pj, dj * (kj - 1) - pj + oj) for kj, dj, pj, oj in zip(hw, d, p, op)]
     return x.pad([None, None] + pads).conv2d(w, bias, groups=groups, dilation=d)
 
-  def max_pool2d(self, kernel_size: int | tuple[int, ...] = 2, stride: int | tuple[int, ...] | None = None,
-                 dilation: int | tuple[int, ...] = 1, padding: int | tuple[int, ...] = 0) -> Tensor:
+  # Pools take a kernel of any number of spatial axes (its length says how many; an int means 2), PyTorch's padding
+  # forms, and `ceil_mode`, which pads the end so that a last, partial window fits (if it starts inside the input).
+  def _pool_args(self, kernel_size: int | tuple[int, ...], stride: Any, dilation: Any, padding: Any, ceil_mode: bool) -> tuple:
     k = _spatial(kernel_size, 2)
-    x = self.pad([None] * (self.ndim - 2) + [(p, p) for p in _spatial(padding, 2)], value=float("-inf") if self.dtype.is_float else self.dtype.min)
-    return x._pool(k, _spatial(stride if stride is not None else kernel_size, 2), _spatial(dilation, 2)).max((-2, -1))
-  def avg_pool2d(self, kernel_size: int | tuple[int, ...] = 2, stride: int | tuple[int, ...] | None = None,
-                 dilation: int | tuple[int, ...] = 1, padding: int | tuple[int, ...] = 0) -> Tensor:
-    k = _spatial(kernel_size, 2)
-    x = self.pad([None] * (self.ndim - 2) + [(p, p) for p in _spatial(padding, 2)])
-    return x._pool(k, _spatial(stride if stride is not None else kernel_size, 2), _spatial(dilation, 2)).mean((-2, -1))
+    s, d = _spatial(stride if stride is not None else k, len(k)), _spatial(dilation, len(k))
+    pads = _pool_padding(padding, k, d)
+    if ceil_mode:
+      for j, (i, kj, sj, dj) in enumerate(zip(self.shape[-len(k):], k, s, d)):
+        (b, a), window = pads[j], dj * (kj - 1) + 1
+        o = -(-(i + b + a - window) // sj) + 1
+        if (o - 1) * sj >= i + b: o -= 1
+        pads[j] = (b, a + max(0, (o - 1) * sj + window - (i + b + a)))
+    return k, s, d, pads
+  def max_pool2d(self, kernel_size: int | tuple[int, ...] = 2, stride: int | tuple[int, ...] | None = None, dilation: int | tuple[int, ...] = 1,
+                 padding: int | tuple[int, ...] = 0, ceil_mode: bool = False, return_indices: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    """The maximum of each window; with `return_indices`, also the flat position of the first maximum in each (for max_unpool2d)."""
+    k, s, d, pads = self._pool_args(kernel_size, stride, dilation, padding, ceil_mode)
+    axes = tuple(range(-len(k), 0))
+    windows = self.pad([None] * (self.ndim - len(k)) + pads, value=self.dtype.min)._pool(k, s, d)
+    if not return_indices: return windows.max(axes)
+    spatial = self.shape[-len(k):]
+    countdown = Tensor.arange(prod(spatial), 0, -1, device=self.device).reshape(spatial).pad(pads)._pool(k, s, d)
+    first = (windows == windows.max(axes, keepdim=True)).where(countdown, 0).max(axes)
+    return windows.max(axes), (prod(spatial) - first).cast(dtypes.int32)
+  def avg_pool2d(self, kernel_size: int | tuple[int, ...] = 2, stride: int | tuple[int, ...] | None = None, dilation: int | tuple[int, ...] = 1,
+                 padding: int | tuple[int, ...] = 0, ceil_mode: bool = False, count_include_pad: bool = True) -> Tensor:
+    """The mean of each window. The padding counts as zeros with `count_include_pad`; what ceil_mode adds never counts."""
+    k, s, d, pads = self._pool_args(kernel_size, stride, dilation, padding, ceil_mode)
+    axes, lead = tuple(range(-len(k), 0)), [None] * (self.ndim - len(k))
+    windows = self.pad(lead + pads)._pool(k, s, d)
+    if count_include_pad and not ceil_mode: return windows.mean(axes)
+    counted = _pool_padding(padding, k, d) if count_include_pad else [(0, 0)] * len(k)
+    ones = Tensor.ones(self.shape[-len(k):], device=self.device).pad(counted, value=1.0)
+    return windows.sum(axes) / ones.pad([(b - cb, a - ca) for (b, a), (cb, ca) in zip(pads, counted)])._pool(k, s, d).sum(axes)
+  def max_unpool2d(self, indices: Tensor, kernel_size: int | tuple[int, ...] = 2, stride: int | tuple[int, ...] | None = None,
+                   dilation: int | tuple[int, ...] = 1, padding: int | tuple[int, ...] = 0, output_size: Sequence[int] | None = None) -> Tensor:
+    """Put each pooled value back at the position max_pool2d's `return_indices` gave, zeros elsewhere."""
+    bs, c, *spatial = self.shape
+    k = _spatial(kernel_size, len(spatial))
+    s, d = _spatial(stride if stride is not None else k, len(k)), _spatial(dilation, len(k))
+    if output_size is None:
+      output_size = [(i - 1) * sj - (b + a) + dj * (kj - 1) + 1 for i, kj, sj, dj, (b, a) in zip(spatial, k, s, d, _pool_padding(padding, k, d))]
+    output_size = tuple(output_size)[-len(spatial):]
+    hits = indices.reshape(bs, c, -1, 1) == Tensor.arange(prod(output_size), device=self.device)
+    return hits.where(self.reshape(bs, c, -1, 1), 0).sum(2, dtype=self.dtype).reshape(bs, c, *output_size)
+  def interpolate(self, size: Sequence[int], mode: str = "linear", align_corners: bool = False) -> Tensor:
+    """Resample the last len(size) axes to `size`: each axis reads the nearest input ('nearest', 'nearest-exact') or
+    blends the two neighbours ('linear'), one axis at a time, by gathers."""
+    if not isinstance(size, (tuple, list)) or not 0 < len(size) <= self.ndim: raise ArgumentError(f"interpolate: size {size!r} does not fit shape {self.shape}")
+    if mode not in ("linear", "nearest", "nearest-exact"): raise ArgumentError(f"interpolate: mode must be 'linear', 'nearest' or 'nearest-exact', got {mode!r}")
+    if align_corners and mode != "linear": raise ArgumentError("interpolate: align_corners needs mode 'linear'")
+    x, full = self, list(self.shape)
+    for i in range(-1, -len(size) - 1, -1):
+      scale = (self.shape[i] - int(align_corners)) / max(size[i] - int(align_corners), 1)
+      positions, shape = Tensor.arange(size[i], device=self.device, dtype=dtypes.float32), [1] * self.ndim
+      shape[i] = full[i] = size[i]
+      if mode == "linear":
+        where = (scale * positions if align_corners else scale * (positions + 0.5) - 0.5).clip(0, self.shape[i] - 1)
+        low, high, frac = [t.reshape(shape).expand(full) for t in (where.floor().cast(dtypes.int32), where.ceil().cast(dtypes.int32), where - where.floor())]
+        x = x.gather(i, low).lerp(x.gather(i, high), frac)
+      else: x = x.gather(i, (scale * (positions + 0.5) if mode == "nearest-exact" else scale * positions).cast(dtypes.int32).reshape(shape).expand(full))
+    return x.cast(self.dtype)
+
+def _pool_padding(padding: int | str | Sequence[int], kernel: tuple[int, ...], dilation: tuple[int, ...]) -> list[tuple[int, int]]:
+  """(before, after) for each spatial axis from PyTorch's forms: an int for every side, one int per axis, flat pairs
+  last axis first (as `pad` takes them), 'valid' (none) or 'same' (at stride 1, the output as large as the input)."""
+  n = len(kernel)
+  if padding == "valid": return [(0, 0)] * n
+  if padding == "same": return [(dj * (kj - 1) // 2, dj * (kj - 1) - dj * (kj - 1) // 2) for kj, dj in zip(kernel, dilation)]
+  if isinstance(padding, int): return [(padding, padding)] * n
+  if not isinstance(padding, str) and len(padding) == n: return [(p, p) for p in padding]
+  if not isinstance(padding, str) and len(padding) == 2 * n: return [(padding[2 * j], padding[2 * j + 1]) for j in range(n)][::-1]
+  raise ArgumentError(f"padding {padding!r} is not an int, {n} ints, {2 * n} ints, 'same' or 'valid' for {n} spatial axes")
 
 def _spatial(x: int | Sequence[int], n: int) -> tuple[int, ...]: return (x,) * n if isinstance(x, int) else tuple(x)
 
@@ -3196,9 +3658,17 @@ class TensorLayers:
     scale = invstd if weight is None else invstd * weight
     x = x * scale.reshape(shape)
     return x if bias is None else x + bias.reshape(shape)
+  def normalize(self, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> Tensor:
+    """self divided by its p-norm along dim (at least eps), as torch.nn.functional.normalize."""
+    return self / (self.abs() ** p).sum(dim, keepdim=True).pow(1 / p).maximum(eps)
   def scaled_dot_product_attention(self, key: Tensor, value: Tensor, attn_mask: Tensor | None = None,
-                                   dropout_p: float = 0.0, is_causal: bool = False) -> Tensor:
-    """softmax(q @ k^T / sqrt(d) + mask) @ v, where self is q; a bool mask keeps the True positions."""
+                                   dropout_p: float = 0.0, is_causal: bool = False, enable_gqa: bool = False) -> Tensor:
+    """softmax(q @ k^T / sqrt(d) + mask) @ v, where self is q; a bool mask keeps the True positions. With
+    `enable_gqa`, each key and value head serves a group of query heads (axis -3)."""
+    if is_causal and attn_mask is not None: raise ArgumentError("scaled_dot_product_attention: give attn_mask or is_causal, not both")
+    if enable_gqa:
+      if self.shape[-3] % key.shape[-3]: raise ArgumentError(f"scaled_dot_product_attention: {self.shape[-3]} query heads do not group into {key.shape[-3]} key heads")
+      key, value = key.repeat_interleave(self.shape[-3] // key.shape[-3], -3), value.repeat_interleave(self.shape[-3] // value.shape[-3], -3)
     scores = self @ key.transpose(-2, -1) / math.sqrt(self.shape[-1])
     if is_causal: attn_mask = Tensor.ones(scores.shape[-2], scores.shape[-1], device=self.device, dtype=dtypes.bool).tril()
     if attn_mask is not None: scores = attn_mask.where(scores, float("-inf")) if attn_mask.dtype == dtypes.bool else scores + attn_mask
@@ -3208,32 +3678,47 @@ class TensorLayers:
 # Log-softmax and a one-hot mask, summed; the reduction is picked by name.
 @tensor_methods
 class TensorLosses:
-  def one_hot(self, num_classes: int) -> Tensor:
+  def one_hot(self, num_classes: int = -1) -> Tensor:
+    """(..., num_classes) of 0 and 1; -1 takes the classes from the largest label (which reads it). A label outside
+    [0, num_classes) gives a row of zeros."""
+    if self.dtype.is_float or self.dtype == dtypes.bool: raise ArgumentTypeError(f"one_hot needs int labels, got {self.dtype}")
+    if num_classes == -1: num_classes = int(self.max().item()) + 1 if self.numel() else 0
     return (self.unsqueeze(-1) == Tensor.arange(num_classes, device=self.device)).cast(dtypes.int32)
-  def sparse_categorical_crossentropy(self, Y: Tensor, ignore_index: int = -1, label_smoothing: float = 0.0) -> Tensor:
-    """Cross entropy of logits (..., classes) against integer labels Y (...); labels equal to ignore_index don't count."""
+  def sparse_categorical_crossentropy(self, Y: Tensor, ignore_index: int = -1, label_smoothing: float = 0.0, reduction: str = "mean") -> Tensor:
+    """Cross entropy of logits (..., classes) against int labels Y (...); labels equal to ignore_index don't count,
+    and a label outside [0, classes) adds only its smoothing term."""
     log_probs = self.log_softmax(-1)
     keep = (Y != ignore_index).unsqueeze(-1)
     picked = (Y.unsqueeze(-1) == Tensor.arange(self.shape[-1], device=self.device)) & keep
-    nll = -picked.where(log_probs, 0).sum()
-    smooth = -keep.where(log_probs, 0).mean(-1).sum()
-    return ((1 - label_smoothing) * nll + label_smoothing * smooth) / keep.sum().maximum(1)
+    loss = -(1 - label_smoothing) * picked.where(log_probs, 0).sum(-1) - label_smoothing * keep.where(log_probs, 0).mean(-1)
+    return loss.sum() / keep.sum().maximum(1) if reduction == "mean" else _reduction(loss, reduction)
   def cross_entropy(self, Y: Tensor, reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
-    """Cross entropy of logits (N, C, ...) against class indices (N, ...) or probabilities (N, C, ...), as PyTorch's."""
+    """Cross entropy of logits (N, C, ...) against class indices (N, ...) or probabilities (N, C, ...), as PyTorch's;
+    an index outside [0, C) matches no class (a tensor's values are not checked)."""
     axis = 1 if self.ndim > 1 else 0
     log_probs = self.log_softmax(axis)
     if Y.dtype.is_float: target = Y
     else: target = (Y.unsqueeze(axis) == Tensor.arange(self.shape[axis], device=self.device).reshape((-1,) + (1,) * (self.ndim - axis - 1))).cast(log_probs.dtype)
+    if target.shape != self.shape: raise ArgumentError(f"cross_entropy: logits of shape {self.shape} and targets of shape {Y.shape} do not match")
     target = target * (1 - label_smoothing) + label_smoothing / self.shape[axis]
-    loss = -(target * log_probs).sum(axis)
-    return {"mean": loss.mean, "sum": loss.sum, "none": lambda: loss}[reduction]()
+    return _reduction(-(target * log_probs).sum(axis), reduction)
+  def nll_loss(self, Y: Tensor, weight: Tensor | None = None, ignore_index: int | None = None, reduction: str = "mean") -> Tensor:
+    """Negative log likelihood of log-probabilities (N, C, ...) at class indices Y (N, ...), each weighted by its
+    class's weight; the mean divides by the total weight. A label outside [0, C) picks nothing and adds 0."""
+    w = Tensor.ones(Y.shape, device=self.device) if weight is None else weight[Y]
+    if ignore_index is not None: w = w * (Y != ignore_index)
+    nll = -self.gather(1, Y.unsqueeze(1)).squeeze(1) * w
+    return nll.sum() / w.sum() if reduction == "mean" else _reduction(nll, reduction)
   def binary_crossentropy(self, Y: Tensor, reduction: str = "mean") -> Tensor:
     """Binary cross entropy of probabilities (self) against targets Y."""
-    loss = -(Y * self.clip(1e-12, None).log() + (1 - Y) * (1 - self).clip(1e-12, None).log())
-    return {"mean": loss.mean, "sum": loss.sum, "none": lambda: loss}[reduction]()
-  def binary_crossentropy_logits(self, Y: Tensor, reduction: str = "mean") -> Tensor:
-    loss = self.maximum(0) - self * Y + (1 + (-self.abs()).exp()).log()
-    return {"mean": loss.mean, "sum": loss.sum, "none": lambda: loss}[reduction]()
+    return _reduction(-(Y * self.clip(1e-12, None).log() + (1 - Y) * (1 - self).clip(1e-12, None).log()), reduction)
+  def binary_crossentropy_logits(self, Y: Tensor, reduction: str = "mean", pos_weight: Tensor | None = None) -> Tensor:
+    """Binary cross entropy of logits, through logsigmoid so nothing overflows; `pos_weight` scales the positive term."""
+    return _reduction(-((1 if pos_weight is None else pos_weight) * Y * self.logsigmoid() + (1 - Y) * (-self).logsigmoid()), reduction)
+
+def _reduction(loss: Tensor, reduction: str) -> Tensor:
+  if reduction not in ("mean", "sum", "none"): raise ArgumentError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+  return loss.mean() if reduction == "mean" else loss.sum() if reduction == "sum" else loss
 
 # # 17. nn
 #
