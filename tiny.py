@@ -72,9 +72,9 @@ class ContextVar:
 class Context(contextlib.ContextDecorator):
   """Temporarily override settings: `with Context(DEBUG=2): ...`."""
   def __init__(self, **overrides: Any):
-    unknown = [k for k in overrides if k not in ContextVar.registry]
+    unknown = [k for k in overrides if k not in ContextVar.registry and k not in TINYGRAD_ONLY_SETTINGS]
     if unknown: raise KeyError(f"unknown setting(s) {unknown}; known: {sorted(ContextVar.registry)}")
-    self.overrides = overrides
+    self.overrides = {k: v for k, v in overrides.items() if k in ContextVar.registry}
   def __enter__(self) -> Context:
     self.saved = {k: ContextVar.registry[k].value for k in self.overrides}
     for k, v in self.overrides.items(): ContextVar.registry[k].value = v
@@ -86,6 +86,14 @@ DEBUG = ContextVar("DEBUG", 0, "1: a line per realize; 2: a line per kernel; 3: 
 DEVICE = ContextVar("DEVICE", "", "default device (PYTHON, CPU, ...); empty means the fastest that works")
 JIT = ContextVar("JIT", 1, "0 makes TinyJit run the function every time instead of replaying kernels")
 VIZ = ContextVar("VIZ", "", "1 records every graph rewrite and writes a viewer page at exit; 'text' prints them")
+TRAINING = ContextVar("TRAINING", 0, "1: dropout drops and BatchNorm uses batch statistics, as inside `Tensor.train()`")
+
+# tinygrad's settings for machinery tiny does not have (its kernel search, its
+# other backends, its scheduler's options): `Context` accepts these names, so
+# tinygrad code runs unchanged, and they change nothing.
+TINYGRAD_ONLY_SETTINGS = frozenset("""BEAM NOOPT IMAGE FLOAT16 JIT_BATCH_SIZE WINO CAPTURING TRACEMETA TC TC_SELECT TC_OPT AMX TRANSCENDENTAL
+  NOLOCALS SPLIT_REDUCEOP NO_MEMORY_PLANNER LRU RING ALL2ALL CACHELEVEL IGNORE_BEAM_CACHE DEVECTORIZE VALIDATE_WITH_CPU DISABLE_FAST_IDIV
+  FUSE_OPTIM ALLOW_DEVICE_USAGE MAX_BUFFER_SIZE PROFILE SPEC IGNORE_OOB CHECK_OOB PCONTIG USE_ATOMICS ALLOW_TF32""".split())
 
 # A few small helpers used throughout. `prod` and `argsort` are the math;
 # `flatten` turns a list of lists into one list.
@@ -133,7 +141,12 @@ class dtypes:
   int64, uint64 = DType(7, 8, "int64", "q"), DType(8, 8, "uint64", "Q")
   float16, float32, float64 = DType(9, 2, "float16", "e"), DType(10, 4, "float32", "f"), DType(11, 8, "float64", "d")
   half, float, double, int, long = float16, float32, float64, int32, int64
+  uchar, char, short, ushort, uint, ulong = uint8, int8, int16, uint16, uint32, uint64
   default_float, default_int = float32, int32
+  @staticmethod
+  def min(dtype: DType) -> Any: return dtype.min  # tinygrad's spelling: dtypes.min(dtypes.int8)
+  @staticmethod
+  def max(dtype: DType) -> Any: return dtype.max
   @staticmethod
   def all() -> list[DType]:
     return [dtypes.bool, dtypes.int8, dtypes.uint8, dtypes.int16, dtypes.uint16, dtypes.int32, dtypes.uint32,
@@ -1365,7 +1378,7 @@ class Tensor:
     return x._alu(Ops.ADD, y.neg())
   def div(self, y: Any, reverse: bool = False, rounding_mode: str | None = None) -> Tensor:
     """True division (ints become floats), or rounded toward zero ('trunc') or down ('floor'), as torch.div."""
-    if rounding_mode not in (None, "trunc", "floor"): raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
+    if rounding_mode not in (None, "trunc", "floor"): raise ArgumentError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
     x, y = self._broadcasted(y, reverse)
     if rounding_mode == "trunc": return x.idiv(y)
     if rounding_mode == "floor":
@@ -1519,12 +1532,13 @@ class Tensor:
     """`padding` is ((before, after), ...) per axis (None for none), or flat, PyTorch-style, last axis first. The new
     elements are `value` (mode 'constant'), or copied from the tensor: mirrored ('reflect'), the edge repeated
     ('replicate'), or wrapped around ('circular'), as torch.nn.functional.pad."""
-    if mode not in ("constant", "reflect", "replicate", "circular"): raise ArgumentError(f"pad: unknown mode {mode!r}")
+    if mode not in ("constant", "reflect", "replicate", "circular"): raise NotImplementedError(f"pad: mode {mode!r} is not one of constant, reflect, replicate, circular")
     if all(isinstance(p, int) for p in padding):
       if len(padding) % 2 or len(padding) // 2 > self.ndim: raise ValueError(f"flat padding {tuple(padding)} does not fit shape {self.shape}")
       pairs = [(0, 0)] * (self.ndim - len(padding) // 2) + [(padding[i], padding[i+1]) for i in range(len(padding) - 2, -1, -2)]
     else: pairs = [(0, 0) if p is None else tuple(p) for p in padding]
     if len(pairs) != self.ndim: raise ValueError(f"padding {tuple(padding)} has {len(pairs)} axes, shape {self.shape} has {self.ndim}")
+    if mode == "circular" and any(b < 0 or a < 0 for b, a in pairs): raise NotImplementedError(f"pad: circular mode with negative padding {pairs}")
     if mode != "constant":  # copy in the new elements, then cut what negative padding removes
       return self._pad_from_inside([(max(b, 0), max(a, 0)) for b, a in pairs], mode).pad([(min(b, 0), min(a, 0)) for b, a in pairs])
     # negative padding removes elements: shrink first, then pad what remains
@@ -3164,7 +3178,7 @@ class TensorIndexing:
         t = t._slice_axis(dim, i)
         out_index.append(slice(None)); dim += 1
       else:
-        if not isinstance(i, Tensor) and (bad := [v for v in _fully_flatten(i)[0] if isinstance(v, bool) or not isinstance(v, int) or not -t.shape[dim] <= v < t.shape[dim]]):
+        if not isinstance(i, Tensor) and (bad := [v for v in _fully_flatten(i)[0] if not isinstance(v, int) or not -t.shape[dim] <= v < t.shape[dim]]):
           raise IndexError(f"index {bad[0]} is out of bounds for axis {dim} with size {t.shape[dim]}")
         out_index.append(i if isinstance(i, Tensor) else Tensor(list(i), device=self.device, dtype=dtypes.int32)); dim += 1
     tensor_axes = [d for d, i in enumerate(out_index) if isinstance(i, Tensor)]
@@ -3339,7 +3353,8 @@ class TensorSorting:
 class TensorJoining:
   def cat(self, *others: Tensor, dim: int = 0) -> Tensor:
     """Concatenate along dim: pad each tensor to the full length and add them up."""
-    if isinstance(self, (list, tuple)): self, others = self[0], (*self[1:], *others)  # Tensor.cat((a, b)), as tinygrad allows
+    if isinstance(self, (list, tuple)) and others: raise ArgumentError("cat takes tensors, or one sequence of them, not both")
+    if isinstance(self, (list, tuple)): self, others = self[0], tuple(self[1:])  # Tensor.cat((a, b)), as tinygrad allows
     first, tensors = self, (self,) + others
     d = _axis(dim, first.ndim, first.shape)
     for t in tensors[1:]:
@@ -3355,7 +3370,8 @@ class TensorJoining:
       offset += t.shape[d]
     return out
   def stack(self, *others: Tensor, dim: int = 0) -> Tensor:
-    if isinstance(self, (list, tuple)): self, others = self[0], (*self[1:], *others)
+    if isinstance(self, (list, tuple)) and others: raise ArgumentError("stack takes tensors, or one sequence of them, not both")
+    if isinstance(self, (list, tuple)): self, others = self[0], tuple(self[1:])
     tensors = (self,) + others
     if not all_same([t.shape for t in tensors]): raise ArgumentError(f"stack needs tensors of one shape, got {[t.shape for t in tensors]}")
     d = _axis(dim, self.ndim + 1, self.shape)
@@ -3645,7 +3661,7 @@ class TensorLayers:
     out = self * weight if weight.ndim == 1 else self.matmul(weight)
     return out if bias is None else out + bias
   def dropout(self, p: float = 0.5) -> Tensor:
-    if not Tensor.training or p == 0: return self
+    if not (Tensor.training or TRAINING) or p == 0: return self
     if p >= 1: return self.zeros_like()
     return (Tensor.rand(self.shape, device=self.device) >= p).where(self, 0) * (1 / (1 - p))
   def layernorm(self, axis: int | tuple[int, ...] = -1, eps: float = 1e-5) -> Tensor:
@@ -3775,7 +3791,7 @@ class BatchNorm:
     for t in (self.running_mean, self.running_var, self.num_batches_tracked): t.requires_grad = False  # statistics, not parameters
   def __call__(self, x: Tensor) -> Tensor:
     axes = tuple(i for i in range(x.ndim) if i != 1)
-    if Tensor.training or not self.track_running_stats:
+    if Tensor.training or TRAINING or not self.track_running_stats:
       mean = x.mean(axes)
       var = (x - mean.reshape((1, -1) + (1,) * (x.ndim - 2))).square().mean(axes)
       if self.track_running_stats:
@@ -3802,6 +3818,46 @@ class RMSNorm:
   def __init__(self, dim: int, eps: float = 1e-6):
     self.eps, self.weight = eps, Tensor.ones(dim, requires_grad=True)
   def __call__(self, x: Tensor) -> Tensor: return x * (x.square().mean(-1, keepdim=True) + self.eps).rsqrt() * self.weight
+
+def Conv1d(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int | str = 0, dilation: int = 1,
+           groups: int = 1, bias: bool = True) -> Conv2d:
+  """A Conv2d of one spatial axis: conv2d takes as many axes as the kernel has."""
+  return Conv2d(in_channels, out_channels, (kernel_size,), stride, padding, dilation, groups, bias)
+
+def ConvTranspose1d(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0, output_padding: int = 0,
+                    dilation: int = 1, groups: int = 1, bias: bool = True) -> ConvTranspose2d:
+  return ConvTranspose2d(in_channels, out_channels, (kernel_size,), stride, padding, output_padding, dilation, groups, bias)
+
+class GroupNorm:
+  """Normalize each group of channels (axis 1) of each sample over the group and all spatial axes."""
+  def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True):
+    if num_channels % num_groups: raise ArgumentError(f"GroupNorm: {num_channels} channels do not divide into {num_groups} groups")
+    self.num_groups, self.eps = num_groups, eps
+    self.weight, self.bias = (Tensor.ones(num_channels, requires_grad=True), Tensor.zeros(num_channels, requires_grad=True)) if affine else (None, None)
+  def __call__(self, x: Tensor) -> Tensor:
+    x = x.reshape(x.shape[0], self.num_groups, -1).layernorm(eps=self.eps).reshape(x.shape)
+    if self.weight is None: return x
+    shape = (1, -1) + (1,) * (x.ndim - 2)  # one weight and bias per channel
+    return x * self.weight.reshape(shape) + self.bias.reshape(shape)
+
+class InstanceNorm(GroupNorm):
+  """GroupNorm with one group per channel."""
+  def __init__(self, num_features: int, eps: float = 1e-5, affine: bool = True): super().__init__(num_features, num_features, eps, affine)
+
+class LayerNorm2d(LayerNorm):
+  """LayerNorm over the channels (axis 1) of (batch, channels, height, width)."""
+  def __call__(self, x: Tensor) -> Tensor: return super().__call__(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+class LSTMCell:
+  """One step of an LSTM: from input x and state (h, c), the new (h, c). Gates and initialization as PyTorch's."""
+  def __init__(self, input_size: int, hidden_size: int, bias: bool = True):
+    self.weight_ih, self.weight_hh = _uniform_init((4 * hidden_size, input_size), hidden_size), _uniform_init((4 * hidden_size, hidden_size), hidden_size)
+    self.bias_ih, self.bias_hh = (_uniform_init((4 * hidden_size,), hidden_size), _uniform_init((4 * hidden_size,), hidden_size)) if bias else (None, None)
+  def __call__(self, x: Tensor, hc: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+    h, c = hc if hc is not None else (Tensor.zeros(x.shape[0], self.weight_hh.shape[1], device=x.device),) * 2
+    i, f, g, o = (x.linear(self.weight_ih.T, self.bias_ih) + h.linear(self.weight_hh.T, self.bias_hh)).chunk(4, dim=1)
+    c = f.sigmoid() * c + i.sigmoid() * g.tanh()
+    return o.sigmoid() * c.tanh(), c
 
 class Embedding:
   def __init__(self, vocab_size: int, embed_size: int):
@@ -3925,8 +3981,19 @@ class Adam(Optimizer):
       v.assign(self.b2 * v + (1 - self.b2) * g.square())
       update = (m / (1 - self.b1_t)) / ((v / (1 - self.b2_t)).sqrt() + self.eps)
       if self.decoupled and self.weight_decay: update = update + self.weight_decay * p.detach()
-      p.assign(p.detach() - self.lr * update)
+      p.assign(p.detach() - self.lr * self._scale(p.detach(), update))
     return self.params + self.m + self.v + [self.b1_t, self.b2_t]
+
+  def _scale(self, p: Tensor, update: Tensor) -> Tensor: return update
+
+class LAMB(Adam):
+  """Adam (weight decay joining the update) whose step for each parameter is scaled by the trust ratio
+  |p| / |update| (You et al., 2019), so that large batches can take large learning rates."""
+  def __init__(self, params: list[Tensor], lr: float = 0.001, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-6, weight_decay: float = 0.0):
+    super().__init__(params, lr, b1, b2, eps, weight_decay, decoupled=True)
+  def _scale(self, p: Tensor, update: Tensor) -> Tensor:
+    p_norm, update_norm = p.square().sum().sqrt(), update.square().sum().sqrt()
+    return ((p_norm > 0) & (update_norm > 0)).where(p_norm / update_norm, 1.0) * update
 
 def AdamW(params: list[Tensor], lr: float = 0.001, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.01) -> Adam:
   return Adam(params, lr, b1, b2, eps, weight_decay, decoupled=True)
@@ -3965,11 +4032,12 @@ def _namespace(name: str, **members: Any) -> types.ModuleType:
   sys.modules[module.__name__] = module
   return module
 
-optim = _namespace("nn.optim", Optimizer=Optimizer, SGD=SGD, Adam=Adam, AdamW=AdamW)
+optim = _namespace("nn.optim", Optimizer=Optimizer, SGD=SGD, Adam=Adam, AdamW=AdamW, LAMB=LAMB)
 state = _namespace("nn.state", get_state_dict=get_state_dict, get_parameters=get_parameters, load_state_dict=load_state_dict,
                    safe_save=safe_save, safe_load=safe_load)
-nn = _namespace("nn", Linear=Linear, Conv2d=Conv2d, ConvTranspose2d=ConvTranspose2d, BatchNorm=BatchNorm, BatchNorm2d=BatchNorm2d,
-                LayerNorm=LayerNorm, RMSNorm=RMSNorm, Embedding=Embedding, optim=optim, state=state)
+nn = _namespace("nn", Linear=Linear, Conv1d=Conv1d, Conv2d=Conv2d, ConvTranspose1d=ConvTranspose1d, ConvTranspose2d=ConvTranspose2d,
+                BatchNorm=BatchNorm, BatchNorm2d=BatchNorm2d, GroupNorm=GroupNorm, InstanceNorm=InstanceNorm, LayerNorm=LayerNorm,
+                LayerNorm2d=LayerNorm2d, RMSNorm=RMSNorm, LSTMCell=LSTMCell, Embedding=Embedding, optim=optim, state=state)
 datasets = _namespace("datasets", mnist=mnist)
 
 # # 18. Seeing inside

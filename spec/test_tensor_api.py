@@ -407,7 +407,7 @@ def test_pad_modes_match_numpy(device, mode, np_mode):
 
 def test_pad_mode_errors_name_the_padding(device):
   with pytest.raises(ValueError, match="reflect"): Tensor.zeros(3, device=device).pad(((3, 0),), mode="reflect")
-  with pytest.raises(ValueError, match="mode 'wrap'"): Tensor.zeros(3, device=device).pad(((1, 0),), mode="wrap")
+  with pytest.raises(NotImplementedError, match="mode .wrap."): Tensor.zeros(3, device=device).pad(((1, 0),), mode="wrap")
 
 EINSUM = ["ij,jk->ik", "ij->ji", "ii->i", "ii", "i,i->", "bij,bjk->bik", "ij,ij->ij", "i,j->ij", "...ij,...jk->...ik", "i...->...", "ijk->kji", "iji->j"]
 @pytest.mark.parametrize("formula", EINSUM)
