@@ -34,7 +34,7 @@
 #
 # tiny consumes nothing: this file imports only the Python standard library.
 from __future__ import annotations
-import atexit, contextlib, ctypes, functools, gzip, hashlib, heapq, http.server, importlib.util, inspect, itertools, json, linecache, math, os, pathlib, string, struct, sys, tempfile, time, types, weakref
+import atexit, contextlib, ctypes, functools, gzip, hashlib, heapq, http.server, importlib.util, inspect, itertools, json, linecache, math, os, pathlib, string, struct, sys, tempfile, time, types, warnings, weakref
 from dataclasses import dataclass
 from enum import Enum, auto
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -53,14 +53,18 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 # can list them all and nothing is hidden.
 
 def getenv(key: str, default: Any = 0) -> Any:
-  """Read an environment variable, converted to the type of `default`."""
+  """Read an environment variable, converted to the type of `default`; a value that does not convert names the variable."""
   value = os.environ.get(key)
-  return default if value is None else type(default)(value)
+  if value is None: return default
+  try: return type(default)(value)
+  except ValueError: raise ValueError(f"environment variable {key}={value!r} must be {'an integer' if isinstance(default, int) else 'a number'}") from None
 
 class ContextVar:
   registry: dict[str, ContextVar] = {}
   def __init__(self, key: str, default: Any, doc: str = ""):
-    self.key, self.doc, self.value = key, doc, getenv(key, default)
+    self.key, self.doc = key, doc
+    try: self.value = getenv(key, default)
+    except ValueError as e: raise ValueError(f"{e} ({key}: {doc})") from None  # the doc says what is allowed
     ContextVar.registry[key] = self
   def __bool__(self) -> bool: return bool(self.value)
   def __ge__(self, other: int) -> bool: return self.value >= other
@@ -1098,12 +1102,15 @@ class _Device:
   @functools.cached_property
   def DEFAULT(self) -> str:
     if DEVICE.value: return self.canonicalize(DEVICE.value)
+    unusable = []
     for name in self.preference:
       if name in self.names():
         try: self[name]
         except Exception as e:
-          if DEBUG >= 1: print(f"device {name} is not usable here: {e}")
+          unusable.append(f"{name}: {e}")
           continue
+        if name == "PYTHON" and unusable:  # a fall back to the slow reference is never silent
+          warnings.warn(f"no fast device works here ({'; '.join(unusable)}): running on the slow PYTHON reference device", RuntimeWarning)
         return name
     return "PYTHON"
   def canonicalize(self, device: str | None) -> str:

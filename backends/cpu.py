@@ -48,20 +48,45 @@ class CPURenderer(CStyleRenderer):
 # `-ffp-contract=off` keeps `a*b+c` as two rounded operations (no fused
 # multiply-add), and `-fwrapv` makes signed overflow wrap: both so results
 # match the reference device bit for bit. `-march=native` lets the compiler
-# use every vector instruction this machine has.
+# use every vector instruction this machine has, except AVX-512's float16
+# instructions: gcc 12 and 13 emit some that their assembler rejects or
+# miscompile them, and float16 math is done in float anyway (above).
+#
+# Which of these flags work depends on the compiler and the machine (clang 14
+# has `_Float16` on x86 only with those very instructions; an ARM compiler
+# knows no `-mno-avx512fp16`), so the compiler is probed once, when the device
+# opens: the first set of flags that compiles a float16 kernel wins, and if
+# none does, the device does without float16.
+#
+# A binary is only good for the compiler and CPU that made it, so the disk
+# cache key holds the compiler's version text and the macros it predefines
+# under these flags, which name every instruction set it may use: a cache
+# shared between machines never hands one CPU another's binary.
+FLAG_CHOICES = (["-march=native", "-mno-avx512fp16"], ["-march=native"], [])
+HALF_PROBE = "void probe(_Float16* x) { x[0] = (_Float16)((float)x[0] + 1.0f); }\n"
+
 class CPUCompiler(Compiler):
   def __init__(self) -> None:
     self.cc = os.environ.get("CC", "cc")
     if shutil.which(self.cc) is None: raise RuntimeError(f"C compiler {self.cc!r} not found (set CC)")
-    self.flags = ["-shared", "-O2", "-fPIC", "-march=native", "-ffp-contract=off", "-fwrapv", "-fno-math-errno"]
-    self.cache_key = " ".join([self.cc] + self.flags)
-  def compile(self, src: str) -> bytes:
+    base = ["-shared", "-O2", "-fPIC", "-ffp-contract=off", "-fwrapv", "-fno-math-errno"]
+    for probe in (HALF_PROBE, HALF_PROBE.replace("_Float16", "float")):
+      if (works := next((choice for choice in FLAG_CHOICES if self._run(base + choice, probe)[0] == 0), None)) is not None: break
+    if works is None: raise RuntimeError(f"C compiler {self.cc!r} compiles no kernel: {self._run(base, probe)[1]}")
+    self.flags, self.half = base + works, probe == HALF_PROBE
+    version = subprocess.run([self.cc, "--version"], capture_output=True, text=True).stdout
+    macros = subprocess.run([self.cc, *self.flags, "-dM", "-E", "-x", "c", "-"], input="", capture_output=True, text=True).stdout
+    self.cache_key = " ".join([self.cc] + self.flags) + "\n" + version + "".join(sorted(macros.splitlines(keepends=True)))
+  def _run(self, flags: list[str], src: str) -> tuple[int, str, bytes]:
     with tempfile.TemporaryDirectory() as tmp:
       out = os.path.join(tmp, "kernel.so")
-      result = subprocess.run([self.cc, *self.flags, "-x", "c", "-", "-o", out, "-lm"], input=src.encode(), capture_output=True)
-      if result.returncode != 0:
-        raise CompileError(f"{self.cc} failed to compile this kernel:\n{src}\n--- compiler output ---\n{result.stderr.decode()}")
-      with open(out, "rb") as f: return f.read()
+      result = subprocess.run([self.cc, *flags, "-x", "c", "-", "-o", out, "-lm"], input=src.encode(), capture_output=True)
+      if result.returncode != 0: return result.returncode, result.stderr.decode(errors="replace"), b""
+      with open(out, "rb") as f: return 0, "", f.read()
+  def compile(self, src: str) -> bytes:
+    code, message, lib = self._run(self.flags, src)
+    if code != 0: raise CompileError(f"{self.cc} failed to compile this kernel:\n{message}\n--- kernel source ---\n{src}")
+    return lib
 
 # ## Program
 #
@@ -83,4 +108,7 @@ class CPUProgram:
 
 _workers = concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1)
 
-def open_device() -> Compiled: return Compiled("CPU", CPUAllocator(), CPURenderer(), CPUCompiler(), CPUProgram)
+def open_device() -> Compiled:
+  compiler, renderer = CPUCompiler(), CPURenderer()
+  if not compiler.half: renderer.supported_dtypes = tuple(d for d in renderer.supported_dtypes if d != dtypes.float16)
+  return Compiled("CPU", CPUAllocator(), renderer, compiler, CPUProgram)

@@ -1,7 +1,10 @@
 """Chapter 1: settings read from the environment, overridden with Context, and the small helpers."""
+import os, pathlib, subprocess, sys
 import pytest
 import tiny
 from tiny import Context, ContextVar, getenv, prod, argsort, flatten, all_same
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def setting(monkeypatch):
@@ -27,6 +30,23 @@ def test_getenv_converts_to_the_type_of_the_default(monkeypatch):
   assert getenv("TINY_SPEC_VALUE", 0) == 12 and type(getenv("TINY_SPEC_VALUE", 0)) is int
   assert getenv("TINY_SPEC_VALUE", "") == "12"
   assert getenv("TINY_SPEC_VALUE", 0.5) == 12.0 and type(getenv("TINY_SPEC_VALUE", 0.5)) is float
+
+@pytest.mark.parametrize("setting, value", [("DEBUG", "abc"), ("JIT", "yes"), ("REWRITE_LIMIT", "1e3")])
+def test_a_bad_setting_names_the_variable_and_what_it_allows(setting, value):
+  # in a fresh interpreter: the settings are read when tiny is imported
+  env = {**{k: v for k, v in os.environ.items() if k not in ContextVar.registry}, setting: value}
+  result = subprocess.run([sys.executable, "-c", "import tiny"], env=env, capture_output=True, text=True, cwd=ROOT)
+  last = result.stderr.strip().splitlines()[-1]
+  assert result.returncode != 0 and last.startswith("ValueError:"), result.stderr
+  assert f"{setting}={value!r}" in last and "integer" in last and ContextVar.registry[setting].doc in last, last
+
+def test_a_missing_c_compiler_falls_back_to_python_with_one_warning():
+  env = {**{k: v for k, v in os.environ.items() if k not in ContextVar.registry}, "CC": "no-such-cc"}
+  code = "import tiny; print(tiny.Device.DEFAULT, tiny.Tensor([1.0, 2.0]).sum().item(), tiny.Tensor([3]).tolist())"
+  result = subprocess.run([sys.executable, "-W", "always", "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
+  assert result.returncode == 0 and result.stdout.split() == ["PYTHON", "3.0", "[3]"], result.stderr
+  warnings = [line for line in result.stderr.splitlines() if "RuntimeWarning:" in line]
+  assert len(warnings) == 1 and "no-such-cc" in warnings[0] and "PYTHON" in warnings[0], result.stderr
 
 # ## ContextVar
 
