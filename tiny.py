@@ -2278,11 +2278,14 @@ def expand(kernel: UOp, renderer: Renderer) -> UOp:
 #
 # 1. lanes: the output axis along which the store is contiguous, if every
 #    load steps by 0 or 1 along it, is upcast by the vector width;
-# 2. register tiling: if the kernel reduces, an output axis along which some
-#    load does not move (so its value is reused by every copy) is upcast by 4:
-#    the matmul's rows, while the lanes take its columns;
+# 2. register tiling: if the kernel reduces, for each load an output axis
+#    along which it does not move (so its value is reused by every copy) is
+#    upcast by 4, two upcasts at most: a matmul gets a 4x8 tile (rows copied,
+#    columns in lanes), or 4x4 copies when neither input is contiguous along
+#    the output;
 # 3. several accumulators: the innermost reduce loop is unrolled, fully when
-#    it is at most 16 long (a block of a float sum always is), else by 4;
+#    it is at most 16 long (a block of a float sum always is) and the tile is
+#    small, else by 4;
 # 4. threads: with enough work per thread, the outermost output axis is split
 #    over the worker threads.
 #
@@ -2291,8 +2294,10 @@ def heuristic(kernel: UOp, renderer: Renderer) -> list[Opt]:
   opts: list[Opt] = []
   if prod(r.src[0].arg for r in _ranges(kernel)) < 1024: return opts  # too small to gain: plain loops read best
   def axes(kind: str) -> list[tuple[int, UOp]]: return [(i, r) for i, r in enumerate(_ranges(kernel)) if r.arg[1] == kind]
+  split: set[int] = set()  # the numbers of the ranges split so far: the outer parts keep them
   def add(opt: Opt) -> None:
     nonlocal kernel
+    split.add(_ranges(kernel)[opt.axis].arg[0])
     kernel = apply_opt(kernel, opt)
     opts.append(opt)
   loads = [u.src[1] for u in kernel.toposort() if u.op is Ops.INDEX and u not in [s.src[0] for s in kernel.src if s.op is Ops.STORE]]
@@ -2303,12 +2308,12 @@ def heuristic(kernel: UOp, renderer: Renderer) -> list[Opt]:
       add(Opt("UPCAST", i, width))
       break
   if axes("REDUCE"):
-    for i, r in axes("LOOP"):
-      if r.src[0].arg % 4 == 0 and any(_coefficient(x, r) == 0 for x in loads):
-        add(Opt("UPCAST", i, 4))
-        break
+    for x in loads:  # each input that stays put along an output axis is reused by every copy along it
+      tiled = [r for _, r in axes("LOOP") if r.src[0].arg % 4 == 0 and _coefficient(x, r) == 0 and r.arg[0] not in split]
+      if len(opts) < 2 and tiled: add(Opt("UPCAST", [r for _, r in axes("LOOP")].index(tiled[0]), 4))
     i, r = axes("REDUCE")[-1]
-    if r.src[0].arg >= 2 and (r.src[0].arg <= 16 or r.src[0].arg % 4 == 0): add(Opt("UNROLL", i, r.src[0].arg if r.src[0].arg <= 16 else 4))
+    full = r.src[0].arg <= 16 and len(opts) < 2  # a big register tile already holds enough adds in flight
+    if r.src[0].arg >= 2 and (full or r.src[0].arg % 4 == 0): add(Opt("UNROLL", i, r.src[0].arg if full else 4))
   work = prod(r.src[0].arg for r in _ranges(kernel))
   if renderer.threads > 1 and work >= 1 << 17 and axes("LOOP"):
     i, r = axes("LOOP")[0]
@@ -2627,13 +2632,71 @@ def _count_ops(program: list[UOp]) -> int:
     elif u.op in GroupOp.ALU: total += trips[-1]
   return total
 
+def _load(dev: Compiled, name: str, program: list[UOp], src: str) -> Callable[..., Any]:
+  """Compile (or find on disk) and load a program; one split over threads is told how many copies run at once."""
+  runtime = dev.runtime(name, dev.compiler.compile_cached(src))
+  threads = tuple(u.src[0].arg for u in program if u.op is Ops.RANGE and u.arg[1] == "THREAD")
+  return functools.partial(runtime, global_size=threads) if threads else runtime
+
+# ## BEAM search
+#
+# The heuristic guesses; `BEAM=n` measures. For a kernel it keeps the n
+# fastest opt lists found so far, starting from none and the heuristic's,
+# extends each by every opt that could come next, compiles the candidates and
+# times them on the device over scratch buffers (filled with ones, so no
+# integer division by zero), and stops when a round finds nothing faster.
+# The winner is saved in the cache folder, named by the kernel and device:
+# the search runs once per kernel, not once per process.
+BEAM = ContextVar("BEAM", 0, "n > 0: time candidate opts for each new kernel on its device and keep the fastest (a beam of n, cached on disk)")
+
+def _next_opts(kernel: UOp, renderer: Renderer) -> list[Opt]:
+  found = []
+  for i, r in enumerate(_ranges(kernel)):
+    for amount in (2, 3, 4, 8, 16):
+      if r.src[0].arg % amount or r.src[0].arg == amount == 2: continue
+      if r.arg[1] == "REDUCE": found.append(Opt("UNROLL", i, amount))
+      if r.arg[1] == "LOOP": found += [Opt("UPCAST", i, amount)] + ([Opt("THREAD", i, amount)] if amount <= renderer.threads else [])
+  return found
+
+def _time_opts(kernel: UOp, device: str, opts: tuple[Opt, ...], blocks: list[Any]) -> float:
+  dev = Device[device]
+  program = linearize(graph_rewrite(optimize(kernel, dev.renderer, list(opts)), pm_accumulators, ctx=itertools.count(), name="beam"))
+  run = _load(dev, "beam", program, dev.renderer.render("beam", program))
+  times = []
+  for _ in range(3):
+    start = time.perf_counter()
+    run(*blocks)
+    times.append(time.perf_counter() - start)
+  return min(times)
+
+def beam(kernel: UOp, device: str) -> list[Opt]:
+  folder = pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache") / "tiny"  # the compiler's folder
+  path = folder / f"beam-{hashlib.sha256(kernel.key + f'{device} {BEAM.value}'.encode()).hexdigest()}.json"
+  if path.exists(): return [Opt(*o) for o in json.loads(path.read_text())]
+  params = sorted((u for u in kernel.toposort() if u.op is Ops.PARAM), key=lambda p: p.arg[0])
+  scratch = [Buffer(device, max(p.arg[1], 1), p.dtype) for p in params]
+  for b in scratch: b.copyin(struct.pack(b.dtype.fmt, to_dtype(1, b.dtype)) * b.size)
+  blocks, renderer = [b.block for b in scratch], Device[device].renderer
+  scores = {opts: _time_opts(kernel, device, opts, blocks) for opts in dict.fromkeys([(), tuple(heuristic(kernel, renderer))])}
+  while True:
+    best = sorted(scores, key=scores.__getitem__)[:BEAM.value]
+    for opts in best:
+      applied = functools.reduce(apply_opt, opts, kernel)
+      for opt in _next_opts(applied, renderer):
+        if opts + (opt,) not in scores: scores[opts + (opt,)] = _time_opts(kernel, device, opts + (opt,), blocks)
+    if min(scores.values()) >= scores[best[0]]: break
+  winner = min(scores, key=scores.__getitem__)
+  folder.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps([[o.op, o.axis, o.amount] for o in winner]))
+  return list(winner)
+
 @traced("kernel")
 def get_program(ast: UOp, device: str) -> Kernel:
   if (key := (ast, device)) not in _programs:
     dev = Device[device]
     opts: list[Opt] = []
     def choose(kernel: UOp) -> UOp:
-      opts.extend([] if NOOPT else heuristic(kernel, dev.renderer))
+      opts.extend([] if NOOPT else beam(kernel, device) if BEAM else heuristic(kernel, dev.renderer))
       return optimize(kernel, dev.renderer, opts)
     program = linearize(lower(ast, choose))
     name = _kernel_name(program)
@@ -2642,10 +2705,7 @@ def get_program(ast: UOp, device: str) -> Kernel:
     src = dev.renderer.render(name, program)
     if DEBUG >= 4: print(f"=== {name}: source for {device} ===\n{src}")
     if tracer is not None: tracer.kernel(name, src)
-    runtime = dev.runtime(name, dev.compiler.compile_cached(src))
-    if threads := tuple(u.src[0].arg for u in program if u.op is Ops.RANGE and u.arg[1] == "THREAD"):
-      runtime = functools.partial(runtime, global_size=threads)  # how many copies of the program run at once
-    _programs[key] = Kernel(name, src, runtime, _count_ops(program))
+    _programs[key] = Kernel(name, src, _load(dev, name, program, src), _count_ops(program))
   return _programs[key]
 
 def run_schedule(items: list[ScheduleItem]) -> None:

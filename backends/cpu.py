@@ -2,8 +2,8 @@
 #
 # CPU runs kernels as native code: tiny renders each kernel as C, compiles it
 # with the system's C compiler (`$CC`, default `cc`) into a shared library,
-# and calls it through ctypes. ctypes releases the GIL during the call, which
-# later lets several threads run kernels at once.
+# and calls it through ctypes. ctypes releases the GIL during the call, so a
+# kernel that the optimizer split over threads runs on every core at once.
 #
 # Like every backend, this file has four parts, in order: allocator,
 # renderer, compiler, program. `open_device()` puts them together.
@@ -29,6 +29,8 @@ class CPUAllocator(Allocator):
 # compiler can inline them. `_Float16` math is done in float and rounded back,
 # as the narrow-type rule of the base renderer expects. Its dialect is the base
 # renderer's, plain C, with `<math.h>` for the `NAN` and `INFINITY` it spells.
+# For the optimizer (chapter 11) it has one worker thread per core: a THREAD
+# range is the kernel's last parameter, `core_id`, instead of a loop.
 def _math(fn: str) -> Any:
   def render(x: str, dtype: DType) -> str:
     if dtype == dtypes.float64: return f"__builtin_{fn}({x})"
@@ -92,7 +94,8 @@ class CPUCompiler(Compiler):
 #
 # ctypes loads a library from a file, so the binary is written to a temporary
 # file, loaded, and the file removed (the loaded copy stays mapped). A call
-# passes each buffer's address.
+# passes each buffer's address; a kernel split over threads (`global_size`)
+# is called once per worker with its `core_id`, all at once on a thread pool.
 class CPUProgram:
   def __init__(self, name: str, lib: bytes):
     with tempfile.NamedTemporaryFile(suffix=".so") as f:

@@ -1,0 +1,109 @@
+"""Chapter 11, optimizing: the opts change how a kernel runs, never what it computes; NOOPT=1 keeps plain loops;
+float sums are as accurate as numpy's; rendered source grows linearly with the length of a chain of ops."""
+import numpy as np
+import pytest
+import tiny
+from tiny import Context, Device, Opt, OptError, Tensor, dtypes
+from conftest import check
+
+RNG = np.random.default_rng(0)
+def rand(*shape) -> np.ndarray: return RNG.uniform(-2, 2, shape).astype(np.float32)
+
+def source_of(out: Tensor, device: str) -> str:
+  """The source of the last kernel that computes `out`."""
+  items, _ = tiny.create_schedule([out.uop])
+  return tiny.get_program(items[-1].ast, device).src
+
+# Workloads big enough for the heuristic to upcast, unroll and thread, with sizes that do not divide evenly.
+A, B, X, W, C, D = rand(32, 48), rand(48, 40), rand(4, 3, 10, 10), rand(8, 3, 3, 3), rand(64, 64), rand(64, 64)
+WORKLOADS = {
+  "matmul": (lambda t: t(A) @ t(B), lambda: A.astype(np.float64) @ B),
+  "matmul by a transpose": (lambda t: t(A) @ t(B.T.copy()).T, lambda: A.astype(np.float64) @ B),
+  "matmul then relu": (lambda t: (t(A) @ t(B)).relu(), lambda: np.maximum(A.astype(np.float64) @ B, 0)),
+  "conv2d": (lambda t: t(X).conv2d(t(W), padding=1), None),
+  "softmax": (lambda t: t(A).softmax(1), lambda: np.exp(A - A.max(1, keepdims=True)) / np.exp(A - A.max(1, keepdims=True)).sum(1, keepdims=True)),
+  "sum of 34 rows (padded blocks)": (lambda t: t(np.ones((34, 40), np.float32)).sum(0), lambda: np.full(40, 34.0)),
+  "int max over 4096": (lambda t: t(np.arange(4096, dtype=np.int32) % 1000).max(), lambda: np.int32(999)),
+  "elementwise with where and exp": (lambda t: (t(C) > 0).where(t(D).exp(), 1.5), lambda: np.where(C > 0, np.exp(D.astype(np.float64)), 1.5)),
+}
+
+@pytest.mark.parametrize("name", WORKLOADS)
+def test_optimized_kernels_compute_what_plain_loops_compute(device, name):
+  build, reference = WORKLOADS[name]
+  t = lambda a: Tensor(a, device=device)
+  with Context(NOOPT=1): plain = build(t).numpy()
+  optimized = build(t).numpy()
+  np.testing.assert_allclose(optimized, plain, rtol=1e-5, atol=1e-5, err_msg=f"{name} on {device}: optimized against NOOPT=1")
+  if reference is not None: check(build(t), reference())
+
+def test_the_heuristic_tiles_a_matmul_and_noopt_keeps_plain_loops():
+  if "CPU" not in Device.names(): pytest.skip("needs the CPU device")
+  a, b = Tensor(rand(64, 64), device="CPU"), Tensor(rand(64, 64), device="CPU")
+  with Context(NOOPT=1): plain = source_of(a @ b + 1, "CPU")
+  tiled = source_of(a @ b + 2, "CPU")
+  assert "vector_size" not in plain and "core_id" not in plain
+  assert "typedef float float8 __attribute__((vector_size(32)" in tiled, "the contiguous columns should be vector lanes"
+  assert "acc3" in tiled and "acc3" not in plain, "rows copied by 4: several accumulators"
+
+def test_debug_3_prints_the_opts_of_each_kernel(device, capsys):
+  with Context(DEBUG=3): (Tensor(rand(32, 32), device=device) @ Tensor(rand(32, 32), device=device) * 3).realize()
+  lines = [l for l in capsys.readouterr().out.splitlines() if " opts: " in l]
+  assert lines and lines[-1].startswith("r_") and "Opt(UPCAST, 0, 4)" in lines[-1]
+
+def test_a_big_kernel_is_split_over_threads_on_cpu():
+  if "CPU" not in Device.names() or Device["CPU"].renderer.threads < 2: pytest.skip("needs the CPU device and two cores")
+  a = rand(256, 512)
+  out = Tensor(a, device="CPU") * 2 + 1
+  assert "int core_id" in source_of(out, "CPU")
+  check(out, a.astype(np.float64) * 2 + 1)
+
+def test_an_opt_that_does_not_fit_raises_naming_the_range():
+  kernel = []
+  tiny.lower(tiny.create_schedule([(Tensor(rand(6, 5), device="PYTHON") * 2).uop])[0][-1].ast, lambda k: kernel.append(k) or k)
+  with pytest.raises(OptError, match=r"Opt\(UPCAST, 1, 4\): needs a LOOP range whose size 4 divides, got a LOOP range of size 5"):
+    tiny.apply_opt(kernel[0], Opt("UPCAST", 1, 4))
+  with pytest.raises(OptError, match=r"Opt\(UNROLL, 0, 2\): needs a REDUCE range"):
+    tiny.apply_opt(kernel[0], Opt("UNROLL", 0, 2))
+  with pytest.raises(OptError, match="the kernel has 2 ranges"):
+    tiny.apply_opt(kernel[0], Opt("UPCAST", 2, 2))
+
+def test_beam_keeps_the_fastest_of_its_candidates_and_caches_it(tmp_path, monkeypatch):
+  if "CPU" not in Device.names(): pytest.skip("needs the CPU device")
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+  a, b = rand(16, 16), rand(16, 16)
+  with Context(BEAM=1): check(Tensor(a, device="CPU") @ Tensor(b, device="CPU"), a.astype(np.float64) @ b)
+  saved = list((tmp_path / "tiny").glob("beam-*.json"))
+  assert len(saved) == 1
+  searched = []
+  monkeypatch.setattr(tiny, "_time_opts", lambda *args: searched.append(args) or 1.0)
+  tiny._programs.clear()
+  with Context(BEAM=1): check(Tensor(a, device="CPU") @ Tensor(b, device="CPU"), a.astype(np.float64) @ b)
+  assert not searched, "a kernel searched once is not searched again"
+
+# Float sums: accumulated in blocks of 16, as accurate as numpy's pairwise sum.
+
+def test_a_float_sum_is_as_accurate_as_numpy(device):
+  for v in [np.full(10000, 0.1, np.float32), np.ones(34, np.float32), RNG.uniform(0, 1, 4099).astype(np.float32)]:
+    got, want = Tensor(v, device=device).sum().item(), float(v.sum())
+    assert abs(got - want) <= 1e-6 * abs(want), f"sum of {v.size} floats on {device}: {got}, numpy {want}"
+
+def test_long_float_sums_are_as_accurate_as_numpy(device):
+  if device == "PYTHON": pytest.skip("millions of elements: too slow for the reference interpreter")
+  for value, n in [(0.1, 10_000_000), (1.0, 20_000_000)]:
+    v = np.full(n, value, np.float32)
+    got, want = Tensor(v, device=device).sum().item(), float(v.sum())
+    assert abs(got - want) <= 1e-6 * abs(want), f"sum of {n} copies of {value} on {device}: {got}, numpy {want}"
+
+# Rendering: a chain of N ops is N named steps, not one expression with 2N parentheses.
+
+def test_a_chain_of_ops_renders_in_source_linear_in_its_length():
+  if "CPU" not in Device.names(): pytest.skip("needs the CPU device")
+  def chain(n):
+    x = Tensor(np.linspace(-1, 1, 16, dtype=np.float32), device="CPU")
+    for _ in range(n // 2): x = x * 1.0001 + 0.001
+    return x
+  sizes = {n: len(source_of(chain(n), "CPU")) for n in (2500, 5000)}
+  assert sizes[5000] < 2.2 * sizes[2500], f"source grows faster than the chain: {sizes}"
+  ref = np.linspace(-1, 1, 16, dtype=np.float32)  # in float32, as the kernel rounds: 2,500 roundings are not float64's
+  for _ in range(2500): ref = ref * np.float32(1.0001) + np.float32(0.001)
+  check(chain(5000), ref)
