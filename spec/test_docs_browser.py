@@ -90,6 +90,15 @@ class Browser:
     self.session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
     self.wait_for(f"location.href.startsWith({json.dumps(url.split('?')[0])}) && document.readyState === 'complete'")
 
+  def resize(self, width: int, height: int = 1000) -> None:
+    """Lay the open page out as in a window `width` pixels wide (and wait until it has been)."""
+    self.send("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
+    self.wait_for(f"window.innerWidth === {width}")
+
+  def screenshot(self, path: pathlib.Path) -> None:
+    import base64
+    path.write_bytes(base64.b64decode(self.send("Page.captureScreenshot", format="png")["data"]))
+
   def evaluate(self, expression: str) -> object:
     result = self.send("Runtime.evaluate", expression=expression, returnByValue=True)
     if "exceptionDetails" in result: raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
@@ -155,7 +164,7 @@ def test_chapter_page_shows_numbered_highlighted_code_under_source_captions(site
   assert '<h1 id="3-uops">3. UOps' in dom
   blocks = dom.count('<div class="language-python highlight">')
   assert blocks > 5 and dom.count('class="source-ref"') == blocks, "not every code block sits under its caption"
-  for token in ('<span class="k">class</span>', '<span class="nc">UOp</span>', '<span class="c1">', '<span class="normal">'):
+  for token in ('<span class="k">class</span>', '<span class="nc">UOp</span>', '<span class="c1">', '<span class="linenos" data-linenos="'):
     assert token in dom, f"no {token} in the chapter's code: highlighting did not happen"
   assert 'href="../02-data-types/"' in dom and 'href="../04-the-rewrite-engine/"' in dom, "no previous / next chapter links"
 
@@ -181,6 +190,57 @@ def test_searching_for_a_chapter_word_finds_the_chapter(site, browser):
   browser.open(site + "?q=hash-consed")  # the theme opens its search box with this query
   found = browser.wait_for("""[...document.querySelectorAll('.md-search-result__item a')].map(a => a.getAttribute('href'))""")
   assert any(CHAPTER in href for href in found), f"searching 'hash-consed' found {found}, not the UOps chapter"
+
+# ## Literate chapter pages
+#
+# A chapter page puts each section's prose beside its code on a wide screen
+# and above it on a narrow one (and when the prose holds a table, which needs
+# the width), and its code never scrolls sideways: the font
+# is sized so that a line of LINE characters fits at 1280 and at 1920 pixels,
+# and a longer line wraps (spec/test_docs.py keeps tiny.py's lines near LINE).
+
+LINE = 150
+WIDTHS = [1280, 1920]
+
+def chapter_pages() -> list[str]:
+  text = (ROOT / "tiny.py").read_text()
+  import re
+  return [f"tiny/{int(n):02d}-{re.sub(r'[^a-z0-9]+', '-', title.lower()).strip('-')}/" for n, title in re.findall(r"^# # (\d+)\.\s+(.+?)\s*$", text, re.M)]
+
+LAYOUT = """(() => {
+  const codes = [...document.querySelectorAll('.literate-code pre > code')];
+  const scrolls = codes.filter(c => c.scrollWidth > c.clientWidth + 1).map(c => c.textContent.slice(0, 60));
+  const probe = document.createElement('span');  // a line of LINE characters, numbered like the file's longest
+  probe.innerHTML = '\\n<span class="linenos" data-linenos="9999 "></span>';
+  const text = probe.appendChild(document.createTextNode('x'.repeat(%d)));
+  codes[0].appendChild(probe);
+  const range = document.createRange();
+  range.selectNodeContents(text);
+  const probeLines = new Set([...range.getClientRects()].map(r => Math.round(r.top))).size;
+  probe.remove();
+  const sections = [...document.querySelectorAll('.literate')].filter(s => s.querySelector('.literate-code') && !s.querySelector('table'));
+  const beside = sections.filter(s => {
+    const p = s.querySelector('.literate-prose').getBoundingClientRect(), c = s.querySelector('.literate-code').getBoundingClientRect();
+    return p.right <= c.left && Math.abs(p.top - c.top) < 40; }).length;
+  return {blocks: codes.length, scrolls, probeLines, sections: sections.length, beside,
+          fontPx: parseFloat(getComputedStyle(codes[0]).fontSize), pageScrolls: document.documentElement.scrollWidth > innerWidth};
+})()""" % LINE
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_chapter_code_never_scrolls_sideways_and_prose_sits_beside_code_on_a_wide_screen(site, browser, width):
+  for page in chapter_pages():
+    browser.open(site + page)
+    browser.resize(width)
+    got = browser.evaluate(LAYOUT)
+    assert got["blocks"] > 0 and not got["scrolls"] and not got["pageScrolls"], f"{page} at {width} px: code scrolls sideways: {got}"
+    assert got["probeLines"] == 1, f"{page} at {width} px: a {LINE}-character line does not fit on one line: {got}"
+    assert got["fontPx"] >= 10, f"{page} at {width} px: code shrunk to {got['fontPx']} px to fit"
+    if width >= 1920: assert got["beside"] == got["sections"] > 0, f"{page} at {width} px: prose is not beside its code: {got}"
+    else: assert got["beside"] == 0, f"{page} at {width} px: prose and code side by side leave the code too little room: {got}"
+    if (folder := os.environ.get("TINY_DOCS_SCREENSHOTS")) and page == CHAPTER:
+      pathlib.Path(folder).mkdir(parents=True, exist_ok=True)
+      browser.evaluate("document.querySelector('.literate-code').closest('.literate').scrollIntoView()")  # a section with code
+      browser.screenshot(pathlib.Path(folder) / f"chapter-{width}.png")
 
 @pytest.mark.parametrize("page", ["", "tour/", CHAPTER], ids=["home", "tour", "chapter"])
 def test_screenshot(site, page, tmp_path):

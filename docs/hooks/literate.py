@@ -60,10 +60,22 @@ class Page:
     return first.lines[0][2:].strip() if first and first.kind == "prose" and first.lines[0].startswith("# ") else None
 
   def markdown(self, prose: Callable[[str], str] = lambda text: text) -> str:
-    """The page as Markdown; `prose` may rewrite each prose run (the build adds links with it), never the code."""
+    """The page as Markdown; `prose` may rewrite each prose run (the build adds links with it), never the code.
+    Headings stand alone, across the page; every other run of prose is a section together with the code
+    after it (see "Prose beside code" below)."""
     parts = [] if self.heading() else [f"# {self.source}"]  # every page gets a title, even a file that does not open with one
+    text: list[str] | None = None  # the prose of the section being built; None when there is none
     for seg in self.segments:
-      parts.append(prose("\n".join(seg.lines)) if seg.kind == "prose" else code_markdown(self.source, seg))
+      if seg.kind == "code":
+        parts.append(section("\n".join(text or []), code_markdown(self.source, seg)))
+        text = None
+        continue
+      for is_heading, lines in prose_chunks(seg.lines):
+        if text is not None: parts.append(section("\n".join(text), ""))  # prose with no code after it
+        text = None
+        if is_heading: parts.append("\n".join(lines))
+        else: text = [prose("\n".join(lines))]
+    if text is not None: parts.append(section("\n".join(text), ""))
     return "\n\n".join(parts) + "\n"
 
 SUBSECTION = re.compile(r"^\s+# #{2,6} ")  # an indented `# ## Title` or `# ### Title`
@@ -100,6 +112,34 @@ def segments(lines: list[str], prose: set[int], first: int, last: int) -> list[S
       out.append(seg)
     seg.lines.append(strip_comment(line) if kind == "prose" else line)
   return out
+
+# ## Prose beside code
+#
+# A chapter page reads as literate source does (docco, pycco): each paragraph
+# of prose sits beside the code it explains. The hook wraps each run of prose
+# and the code run after it in a `literate` block holding two halves; the
+# stylesheet puts the halves side by side on a wide screen and one above the
+# other on a narrow one. Headings are not part of a section: they run across
+# the page and make its table of contents. The Markdown inside the blocks is
+# still Markdown (the `md_in_html` extension reads it).
+
+HEADING = re.compile(r"^#{1,6} ")
+
+def prose_chunks(lines: list[str]) -> list[tuple[bool, list[str]]]:
+  """Cut a prose run into headings and the text between them: (is_heading, lines). Fenced blocks are text."""
+  out: list[tuple[bool, list[str]]] = []
+  fenced = False
+  for line in lines:
+    if line.lstrip().startswith("```"): fenced = not fenced
+    heading = not fenced and HEADING.match(line) is not None
+    if heading or not out or out[-1][0]: out.append((heading, []))
+    out[-1][1].append(line)
+  return [(h, ls) for h, ls in out if h or any(l.strip() for l in ls)]
+
+def section(prose: str, code: str) -> str:
+  halves = f'<div class="literate-prose" markdown>\n\n{prose}\n\n</div>' + (f'\n<div class="literate-code" markdown>\n\n{code}\n\n</div>' if code else "")
+  return f'<div class="literate" markdown>\n{halves}\n</div>'
+
 
 def code_markdown(source: str, seg: Segment) -> str:
   """A code run as a Python block numbered with its lines in the file, under a caption that is its anchor."""
