@@ -89,7 +89,7 @@ class Context(contextlib.ContextDecorator):
 DEBUG = ContextVar("DEBUG", 0, "1: a line per realize; 2: a line per kernel; 3: kernel UOps and opts; 4: generated source; 5: linearized program")
 DEVICE = ContextVar("DEVICE", "", "default device (PYTHON, CPU, ...); empty means the fastest that works")
 JIT = ContextVar("JIT", 1, "0 makes TinyJit run the function every time instead of replaying kernels")
-VIZ = ContextVar("VIZ", "", "1 records every graph rewrite and writes a viewer page at exit; 'text' prints them")
+VIZ = ContextVar("VIZ", "", "1 records every graph rewrite and writes tiny-viz.html here at exit (a path ending .html: there); 'text' prints them")
 TRAINING = ContextVar("TRAINING", 0, "1: dropout drops and BatchNorm uses batch statistics, as inside `Tensor.train()`")
 
 # tinygrad's settings for machinery tiny does not have (its kernel search, its
@@ -4126,7 +4126,9 @@ datasets = _namespace("datasets", mnist=mnist)
 # kernels; a kernel also keeps its generated source. At exit the record becomes
 # one HTML page: pick a pass, see its graph, step through the matches one at a
 # time with the changed nodes highlighted and the rule's source beside them.
-# `VIZ=text` prints the same record as a compact diff instead.
+# Each group names the line of your program that started it, a filter finds
+# groups by kernel name or line, and a legend says what colours, outlines and
+# folded labels mean. `VIZ=text` prints the same record as a compact diff.
 #
 # Three choices keep it small and harmless:
 #
@@ -4175,6 +4177,15 @@ def _expr(nodes: list[list[Any]], i: int, depth: int = 3) -> str:
   inner = "…" if depth == 0 else ", ".join([_expr(nodes, s, depth - 1) for s in srcs[:4]] + ["…"] * (len(srcs) > 4))
   return op + ("" if arg == "None" else f"[{arg}]") + (f"({inner})" if srcs else "")
 
+# A group names the line of the user's program that started it (the first
+# frame outside tiny.py and the standard library), so a reader can find their
+# own code among the passes.
+def _user_line() -> str:
+  frame, stdlib = sys._getframe(1), os.path.dirname(contextlib.__file__)
+  while frame is not None and (frame.f_code.co_filename == __file__ or frame.f_code.co_filename.startswith(stdlib)): frame = frame.f_back
+  if frame is None: return ""
+  return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}: {linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()}"
+
 def _short(text: str, width: int = 110) -> str: return text if len(text) <= width else text[:width - 1] + "…"
 
 class VizTracer(Tracer):
@@ -4204,7 +4215,7 @@ class VizTracer(Tracer):
   # cache runs no passes, and its empty group is dropped.
   def open_group(self, name: str, implicit: bool) -> int:
     parent = self.open_groups[-1][0] if self.open_groups else -1
-    self.groups.append({"name": name, "parent": parent, "passes": [], "src": None})
+    self.groups.append({"name": name, "parent": parent, "passes": [], "src": None, "where": _user_line()})
     self.open_groups.append((len(self.groups) - 1, len(self.open_passes), implicit))
     return len(self.groups) - 1
 
@@ -4249,8 +4260,9 @@ class VizTracer(Tracer):
       except (OSError, TypeError): fn_lines, fn_line = [], 0
       same_line = fn.__name__ == "<lambda>" and fn_line == pat.location[1] and len(fn_lines) == 1
       self.rule_ids[key] = len(self.rules)
+      name = f"{os.path.basename(pat.location[0])}:{pat.location[1]}" if fn.__name__ == "<lambda>" else fn.__name__  # a lambda by its place
       self.rules.append({"file": pat.location[0], "line": pat.location[1], "text": linecache.getline(*pat.location).strip(),
-                         "fn": fn.__name__, "fn_file": code.co_filename if code else "", "fn_line": fn_line,
+                         "fn": name, "fn_file": code.co_filename if code else "", "fn_line": fn_line,
                          "fn_src": "" if same_line else "".join(fn_lines[:40])})
     return self.rule_ids[key]
 
@@ -4279,7 +4291,7 @@ class VizTracer(Tracer):
     for g in data["groups"]:
       indent, parent = "", g["parent"]
       while parent != -1: indent, parent = indent + "  ", data["groups"][parent]["parent"]
-      lines.append(f"{indent}{g['name']}")
+      lines.append(f"{indent}{g['name']}" + (f"    [{g['where']}]" if g["where"] else ""))
       for p in (data["passes"][i] for i in g["passes"]):
         pad = indent + "  " * (p["depth"] + 1)
         lines.append(f"{pad}{p['name']}: {len(p['matches'])} match{'es' * (len(p['matches']) != 1)}")
@@ -4292,8 +4304,9 @@ class VizTracer(Tracer):
     # `</` is escaped so no string in the data can close the script tag that holds it
     return VIZ_PAGE.replace("__DATA__", json.dumps(self.data()).replace("</", "<\\/"))
 
-# At exit the record is printed (`VIZ=text`) or written to a page in the temp
-# folder, and its path printed. When a person is watching (stdout is a
+# At exit the record is printed (`VIZ=text`) or written to a page, and its
+# path printed: `tiny-viz.html` in the current folder, where the user looks
+# first, or the path VIZ names when it ends in `.html`. When a person is watching (stdout is a
 # terminal) the page is also served on 127.0.0.1, so a browser, or an ssh
 # tunnel from the machine in front of you, opens it by URL; Ctrl-C stops the
 # server and ends the program.
@@ -4318,7 +4331,7 @@ def _viz_at_exit(viz: VizTracer) -> None:
   if VIZ.value == "text":
     print(viz.text())
     return
-  page, path = viz.page(), pathlib.Path(tempfile.gettempdir()) / f"tiny-viz-{os.getpid()}.html"
+  page, path = viz.page(), pathlib.Path(VIZ.value if VIZ.value.endswith(".html") else "tiny-viz.html").resolve()
   path.write_text(page, encoding="utf-8")
   print(f"VIZ: {len(viz.passes)} passes in {len(viz.groups)} groups written to {path}")
   if sys.stdout.isatty(): serve(page.encode(), VIZ_PORT.value)
@@ -4338,6 +4351,7 @@ aside { border-left: 1px solid #ddd; padding: 4px 12px; }
 nav div { padding: 3px 8px; cursor: pointer; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 nav .group { font-weight: 600; margin-top: 2px; }
 nav .group.open { background: #eef2ff; }
+nav .where { font: 11px ui-monospace, SFMono-Regular, Menlo, monospace; color: #666; font-weight: 400; }
 nav .cur { background: #2563eb; color: #fff; }
 nav .count { color: #888; font-size: 11px; }
 nav .cur .count { color: #dbe4ff; }
@@ -4362,7 +4376,8 @@ pre.wrap { white-space: pre-wrap; overflow-wrap: anywhere; }
 #steps li { padding: 2px 6px; cursor: pointer; font: 11.5px ui-monospace, SFMono-Regular, Menlo, monospace; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 #steps li.cur { background: #2563eb; color: #fff; }
 </style></head><body>
-<nav id="groups"></nav>
+<nav><input id="filter" placeholder="filter: kernel name, file:line, code" style="width:calc(100% - 16px);margin:4px 8px">
+  <label style="display:block;padding:2px 8px"><input type="checkbox" id="quiet"> hide groups with no matches</label><div id="groups"></div></nav>
 <main>
   <header><b id="title"></b><button id="prev" title="previous step (←)">◀</button><input id="slider" type="range" min="0" value="0">
     <button id="next" title="next step (→)">▶</button><span id="stepinfo"></span><span id="warn"></span></header>
@@ -4370,7 +4385,16 @@ pre.wrap { white-space: pre-wrap; overflow-wrap: anywhere; }
     <path d="M0,0L8,4L0,8z" fill="#9ca3af"/></marker></defs><g id="view"></g></svg>
 </main>
 <aside><h3>Match</h3><div id="match"></div><h3>Steps</h3><ol id="steps"></ol>
-  <div id="kernel"><h3>Kernel source</h3><pre id="src"></pre></div></aside>
+  <div id="kernel"><h3>Kernel source</h3><pre id="src" class="wrap"></pre></div>
+  <details id="legend" open><summary><h3 style="display:inline">Legend</h3></summary><div class="graph-legend"></div>
+  <p>An <b>outline</b>: orange, a node this step made; red, the node the rule returned. A node shows its op, dtype and shape,
+    then its arg. Constants and devices are not drawn as nodes but folded into their users: <code>(·, ·, True)</code> means
+    the third source is the constant <code>True</code> and the others (<code>·</code>) are the drawn edges, in order.</p>
+  <p><b>AT</b> is lowering's own op, never seen outside it: <code>AT(x, i, j, …)</code> is the element of <code>x</code> at one
+    index per axis. Lowering pushes it down through movement ops (each turns the indices into new ones) until it reaches
+    a buffer, where it becomes <code>INDEX</code> and <code>LOAD</code>.</p>
+  <p>A group is a realize or a kernel; the line under it is the line of your program that started it. Groups whose passes
+    matched nothing can be hidden, and the filter box keeps the groups whose name or line contains its text.</p></details></aside>
 <script id="data" type="application/json">__DATA__</script>
 <script>
 "use strict";
@@ -4540,12 +4564,18 @@ addEventListener("mouseup", () => (drag = null));
 
 // The side panels: groups and their passes, the match at this step, the list of steps, the kernel's source.
 const depthOf = (g) => (g.parent < 0 ? 0 : 1 + depthOf(D.groups[g.parent]));
+// A long run records hundreds of groups: only the open group's passes are drawn, and the filter and the checkbox
+// keep the list to the groups a reader is looking for (their own line, a kernel by name).
+const matchCount = (g) => g.passes.reduce((n, pi) => n + D.passes[pi].matches.length, 0);
 function sidebar(p) {
-  const nav = $("groups");
+  const nav = $("groups"), want = $("filter").value.toLowerCase(), quiet = $("quiet").checked;
   nav.replaceChildren();
   D.groups.forEach((g, gi) => {
     const open = gi === D.passes[p].group, pad = 8 + 14 * depthOf(g);
-    el("div", { class: "group" + (open ? " open" : ""), style: `padding-left:${pad}px` }, nav, g.name).onclick = () => select(g.passes[0], 0);
+    if (!open && ((quiet && !matchCount(g)) || (want && !`${g.name} ${g.where}`.toLowerCase().includes(want)))) return;
+    const row = el("div", { class: "group" + (open ? " open" : ""), style: `padding-left:${pad}px`, title: g.where }, nav, g.name);
+    if (g.where) el("div", { class: "where" }, row, g.where);
+    row.onclick = () => select(g.passes[0], 0);
     if (open) for (const pi of g.passes) {
       const P = D.passes[pi], row = el("div", { class: pi === p ? "cur" : "", style: `padding-left:${pad + 14 + 14 * P.depth}px` }, nav, P.name + " ");
       el("span", { class: "count" }, row, `${P.matches.length} match${P.matches.length === 1 ? "" : "es"}`);
@@ -4557,9 +4587,10 @@ function stepList(P) {
   const ol = $("steps"), item = (text) => el("li", { title: text }, ol, text);
   ol.replaceChildren();
   ol.onclick = (e) => e.target.tagName === "LI" && select(cur.p, [...ol.children].indexOf(e.target));
-  item(`input: ${toposort(P.root).length} nodes`);
+  const drawnCount = (root) => toposort(root).filter((i) => i === root || (N[i][0] !== "CONST" && N[i][0] !== "DEVICE")).length;
+  item(`input: ${drawnCount(P.root)} nodes`);  // as drawn: constants and devices are folded into labels
   P.matches.forEach((m, j) => item(`${j + 1}. ${D.rules[m[2]].fn}: ${m[3]} → ${m[4]}`));
-  if (P.out !== null) item(`output: ${toposort(P.out).length} nodes`);
+  if (P.out !== null) item(`output: ${drawnCount(P.out)} nodes`);
 }
 function matchPanel(P, s) {
   const box = $("match"), m = P.matches[s - 1];
@@ -4569,7 +4600,7 @@ function matchPanel(P, s) {
   el("div", { class: "loc" }, box, `rule at ${base(R.file)}:${R.line}`);
   el("pre", { id: "rule", class: "wrap" }, box, R.text);
   el("div", { class: "loc" }, box, `function ${R.fn}` + (R.fn_file ? ` at ${base(R.fn_file)}:${R.fn_line}` : ""));
-  if (R.fn_src) el("pre", {}, box, R.fn_src);
+  if (R.fn_src) el("pre", { class: "wrap" }, box, R.fn_src);
   el("pre", { class: "wrap" }, box, `${m[3]}\n→ ${m[4]}`);
 }
 
@@ -4598,11 +4629,20 @@ function select(p, s, fit) {
   const drawn = draw(root, fresh, m ? m[1] : -1, newPass || fit);
   Object.assign(document.body.dataset, { pass: p, step: s, nodes: drawn, fresh: $("view").querySelectorAll(".new").length });
 }
+$("filter").oninput = $("quiet").onchange = () => sidebar(cur.p);
+const KINDS = { buffer: "buffers, params, copies", memory: "AT, INDEX, LOAD, STORE", movement: "reshape, permute, pad…",
+  reduce: "reduces, accumulators", loop: "RANGE, END", const: "constants", alu: "arithmetic", other: "the rest" };
+for (const [k, what] of Object.entries(KINDS)) {
+  const row = el("div", { class: "node k-" + k }, document.querySelector(".graph-legend"));
+  row.innerHTML = '<svg width="16" height="11"><rect width="16" height="11"/></svg> ';
+  row.append(what);
+}
 $("prev").onclick = () => select(cur.p, cur.s - 1);
 $("next").onclick = () => select(cur.p, cur.s + 1);
 $("slider").oninput = (e) => select(cur.p, +e.target.value);
 svg.addEventListener("dblclick", () => select(cur.p, cur.s, true));
 addEventListener("keydown", (e) => {
+  if (e.target.id === "filter") return;  // typing a filter is not a key command
   if (e.key === "f") return select(cur.p, cur.s, true);
   const moves = { ArrowLeft: [0, -1], ArrowRight: [0, 1], ArrowUp: [-1, 0], ArrowDown: [1, 0] }, mv = moves[e.key];
   if (!mv) return;

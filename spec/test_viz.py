@@ -68,7 +68,10 @@ def test_every_rule_is_located_at_the_line_that_writes_it(record):
   for rule in rules:
     assert rule["file"] == tiny.__file__ or os.path.dirname(rule["file"]) == backends, rule
     assert rule["text"] == linecache.getline(rule["file"], rule["line"]).strip() != "", rule
-    if rule["fn"] != "<lambda>":  # a named function is named where its rule is written, and its source is kept
+    assert rule["fn"] != "<lambda>", rule
+    if rule["fn"] == f"{os.path.basename(rule['file'])}:{rule['line']}":  # a lambda is named by the place of its rule
+      assert "lambda" in "".join(linecache.getline(rule["file"], rule["line"] + k) for k in range(3)), rule
+    else:  # a named function is named where its rule is written, and its source is kept
       assert rule["fn"] in "".join(linecache.getline(rule["file"], rule["line"] + k) for k in range(3)), rule
       assert rule["fn_src"].lstrip().startswith(f"def {rule['fn']}(") and rule["fn_file"] == rule["file"]
 
@@ -99,8 +102,8 @@ def test_an_exception_inside_a_stage_closes_its_open_passes(record):
 def test_text_view_prints_each_pass_with_its_matches_and_rules(record):
   multiply_and_sum()
   text = record.text()
-  assert text.startswith("realize 1 · 1 kernel\n")
-  assert re.search(r"\n  kernel r_\S+\n    lower: \d+ matches\n", text)
+  assert text.startswith("realize 1 · 1 kernel    [test_viz.py:")  # the line of this file that realized
+  assert re.search(r"\n  kernel r_\S+    \[test_viz.py:\d+: .*\]\n    lower: \d+ matches\n", text)
   assert re.search(r"\n +1 REDUCE\[Ops.ADD\]\(.*\n +-> ACCUMULATE\(DEFINE_ACC\[0\]\(.*\[tiny.py:\d+ reduce_to_accumulator\]", text)
 
 # ## The page
@@ -124,16 +127,25 @@ def run_python(code: str, env: dict, **kwargs):
 
 PROGRAM = "from tiny import Tensor\nprint((Tensor([1.0, 2.0]) * Tensor([3.0, 4.0])).sum().item())"
 
-def test_viz_at_exit_writes_the_page_and_prints_its_path(tmp_path):
-  out = run_python(PROGRAM, {"VIZ": "1", "TMPDIR": str(tmp_path)})
+def test_viz_at_exit_writes_the_page_in_the_current_folder_and_prints_its_path(tmp_path):
+  out = run_python(PROGRAM, {"VIZ": "1"}, cwd=tmp_path)
   assert out.returncode == 0, out.stderr
   assert out.stdout.startswith("11.0\nVIZ: ")
   path = re.search(r"written to (\S+)", out.stdout).group(1)
-  assert os.path.dirname(path) == str(tmp_path) and "<svg" in open(path).read()
+  assert path == str(tmp_path / "tiny-viz.html") and "<svg" in open(path).read()
+
+def test_viz_naming_an_html_file_writes_the_page_there(tmp_path):
+  out = run_python(PROGRAM, {"VIZ": str(tmp_path / "sub.html")}, cwd=tmp_path)
+  assert out.returncode == 0 and f"written to {tmp_path / 'sub.html'}" in out.stdout, out.stdout + out.stderr
+
+def test_each_group_names_the_users_line_that_started_it_and_lambdas_are_named_by_place():
+  text = run_python(PROGRAM, {"VIZ": "text"}).stdout
+  assert "realize 1 · 1 kernel    [<string>:3: ]" in text, text[:500]
+  assert "<lambda>" not in text and re.search(r"\[tiny\.py:\d+ tiny\.py:\d+\]", text), text[:2000]
 
 def test_viz_text_prints_the_record_and_viz_0_records_nothing():
   text = run_python(PROGRAM, {"VIZ": "text"}).stdout
-  assert text.startswith("11.0\nrealize 1 · 1 kernel\n") and "lower:" in text and "->" in text
+  assert text.startswith("11.0\nrealize 1 · 1 kernel    [<string>:3: ]\n") and "lower:" in text and "->" in text
   assert run_python(PROGRAM, {"VIZ": "0"}).stdout == "11.0\n"
 
 def test_on_a_terminal_the_page_is_served_until_ctrl_c():
@@ -197,8 +209,10 @@ def test_page_draws_the_input_graph_of_a_pass(record, tmp_path):
   assert len(re.findall(r"<path d=\"M", dom)) >= int(state["nodes"]) - 1  # connected: at least a tree's worth of edges
   steps = re.search(r'<ol id="steps">(.*?)</ol>', dom, re.S).group(1)
   assert len(re.findall(r"<li", steps)) == len(data["passes"][p]["matches"]) + 2  # input, each match, output
-  assert re.search(r'<li[^>]*class="cur"[^>]*>input: \d+ nodes</li>', steps)
-  assert html.unescape(re.search(r'<pre id="src">(.*?)</pre>', dom, re.S).group(1)) == data["groups"][1]["src"]
+  said = re.search(r'<li[^>]*class="cur"[^>]*>input: (\d+) nodes</li>', steps)
+  assert said and said.group(1) == state["nodes"], "the step list's node count is not the number of nodes drawn"
+  assert html.unescape(re.search(r'<pre id="src"[^>]*>(.*?)</pre>', dom, re.S).group(1)) == data["groups"][1]["src"]
+  assert "<b>AT</b> is lowering's own op" in dom and dom.count('class="node k-') >= len(re.findall(r'<g class="node ', dom)) + 8  # the legend
 
 @needs_chromium
 def test_stepping_to_a_match_highlights_what_it_changed_and_shows_its_rule(record, tmp_path):
