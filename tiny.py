@@ -963,10 +963,13 @@ UOp.simplify = _simplify  # type: ignore[attr-defined]
 #
 # The reference device, PYTHON, is defined in chapter 15 of this file. Fast
 # devices live in `backends/<name>.py` beside this file, each a module with an
-# `open_device()` function; tiny loads them by path when first asked, so
+# `open_device(name)` function; tiny loads them by path when first asked, so
 # copying `backends/` next to a vendored `tiny.py` is all it takes to add
-# them. `Device.DEFAULT` is the fastest device that works here (`DEVICE=...`
-# overrides it).
+# them. A backend may drive several devices of its kind: `CUDA:1` is the
+# second GPU, and `CUDA` is `CUDA:0`. `Device.DEFAULT` is the device that
+# works here whose backend asks most strongly to be the default (its
+# `DEFAULT_PRIORITY`: a GPU's is higher than the CPU's), else PYTHON;
+# `DEVICE=...` overrides it.
 
 class Allocator:
   """Memory for one device. Freed blocks are kept by size and handed out again, skipping fresh allocations."""
@@ -1082,41 +1085,48 @@ class Compiled:
   allocator: Allocator
   renderer: Renderer
   compiler: Compiler
-  runtime: Callable[[str, bytes], Callable[..., Any]]
+  runtime: Callable[..., Callable[..., Any]]  # (name, binary, **launch sizes) -> Program
+  synchronize: Callable[[], None] = lambda: None  # wait for all work given to the device (a GPU's launches return at once)
 
 class _Device:
-  # the order of preference when DEVICE is not set: fastest first
-  preference = ("CUDA", "CPU", "PYTHON")
   def __init__(self) -> None:
     self.opened: dict[str, Compiled] = {}
+    self.modules: dict[str, Any] = {}
     self.folder = pathlib.Path(__file__).resolve().parent / "backends"
   def names(self) -> list[str]:
     found = sorted(p.stem.upper() for p in self.folder.glob("*.py")) if self.folder.is_dir() else []
     return ["PYTHON"] + [n for n in found if n != "PYTHON"]
-  def __getitem__(self, name: str) -> Compiled:
-    name = name.upper()
+  def backend(self, kind: str) -> Any:
+    if kind not in self.modules: self.modules[kind] = _load_backend(self.folder / f"{kind.lower()}.py")
+    return self.modules[kind]
+  def __getitem__(self, device: str) -> Compiled:
+    name = device.upper().removesuffix(":0")
     if name not in self.opened:
-      if name not in self.names(): raise ValueError(f"unknown device {name!r}; available: {', '.join(self.names())}")
-      self.opened[name] = PythonDevice() if name == "PYTHON" else _load_backend(self.folder / f"{name.lower()}.py").open_device()
+      kind, _, number = name.partition(":")
+      if kind not in self.names() or not (number == "" or number.isdigit()):
+        raise ValueError(f"unknown device {device!r}; available: {', '.join(self.names())} (and KIND:N for the N-th device of a kind)")
+      self.opened[name] = PythonDevice() if kind == "PYTHON" else self.backend(kind).open_device(name)
     return self.opened[name]
   @functools.cached_property
   def DEFAULT(self) -> str:
     if DEVICE.value: return self.canonicalize(DEVICE.value)
-    unusable = []
-    for name in self.preference:
-      if name in self.names():
-        try: self[name]
-        except Exception as e:
-          unusable.append(f"{name}: {e}")
-          continue
-        if name == "PYTHON" and unusable:  # a fall back to the slow reference is never silent
-          warnings.warn(f"no fast device works here ({'; '.join(unusable)}): running on the slow PYTHON reference device", RuntimeWarning)
-        return name
+    ranked, unusable = [], []
+    for name in self.names()[1:]:
+      try: ranked.append((-self.backend(name).DEFAULT_PRIORITY, name))
+      except Exception: continue  # a backend that does not ask to be the default (or does not load) is not
+    for _, name in sorted(ranked):
+      try: self[name]
+      except Exception as e:
+        unusable.append(f"{name}: {e}")
+        continue
+      return name
+    if unusable:  # a fall back to the slow reference is never silent
+      warnings.warn(f"no fast device works here ({'; '.join(unusable)}): running on the slow PYTHON reference device", RuntimeWarning)
     return "PYTHON"
   def canonicalize(self, device: str | None) -> str:
-    name = self.DEFAULT if device is None else device.upper()
-    self[name]  # raises for unknown or unusable devices, at the call that named them
-    return name
+    if device is None: return self.DEFAULT
+    self[device]  # raises for unknown or unusable devices, at the call that named them
+    return device.upper().removesuffix(":0")
   def check_dtype(self, device: str, dtype: DType) -> None:
     if dtype not in self[device].renderer.supported_dtypes: raise TypeError(f"device {device} cannot hold dtype {dtype.name}")
 
@@ -2423,6 +2433,11 @@ class Renderer:
   vector_dtypes: tuple[DType, ...] = ()
   threads: int = 1
   def render(self, name: str, program: list[UOp]) -> str: raise NotImplementedError
+  # What a launch needs beside the buffers, passed to each call of the program: how many copies of it run at once
+  # (the sizes of the THREAD ranges on a CPU; a GPU's grid and block sizes); nothing for a plain loop nest.
+  def launch_dims(self, program: list[UOp]) -> dict[str, Any]:
+    threads = tuple(u.src[0].arg for u in program if u.op is Ops.RANGE and u.arg[1] == "THREAD")
+    return {"global_size": threads} if threads else {}
 
 def _c_alu(ctx: CStyleRenderer, x: UOp) -> str:
   args = [ctx[s] for s in x.src]
@@ -2442,8 +2457,7 @@ string_rewrite = PatternMatcher([
    lambda ctx, x: f"{ctx[x.src[0]]} = {ctx[x.src[1]]};"),
   (UPat(Ops.STORE, name="x"), lambda ctx, x: f"if ({ctx[x.src[0].valid]}) {ctx[x.src[0]]} = {ctx[x.src[1]]};"),
   (UPat(Ops.CAST, name="x"), lambda ctx, x: f"(({ctx.types[x.dtype]})({ctx[x.src[0]]}))"),
-  (UPat(Ops.BITCAST, name="x"),
-   lambda ctx, x: f"((union {{ {ctx.types[x.src[0].dtype]} a; {ctx.types[x.dtype]} b; }}){{ .a = {ctx[x.src[0]]} }}).b"),
+  (UPat(Ops.BITCAST, name="x"), lambda ctx, x: ctx.render_bitcast(ctx[x.src[0]], x.src[0].dtype, x.dtype)),
   (UPat(GroupOp.ALU, name="x"), _c_alu),
 ])
 
@@ -2476,6 +2490,10 @@ class CStyleRenderer(Renderer):
   special_index: dict[str, str] = {}
   special_params: dict[str, str] = {}
 
+  # one UOp's text; a dialect with rules of its own (a GPU's loops) tries them first and falls back on this
+  def render_uop(self, u: UOp) -> str: return string_rewrite.rewrite(u, ctx=self)
+  def render_bitcast(self, x: str, src: DType, dst: DType) -> str:  # C reads the bits through a union
+    return f"((union {{ {self.types[src]} a; {self.types[dst]} b; }}){{ .a = {x} }}).b"
   def __getitem__(self, u: UOp) -> str:
     if self.lane is None or u not in self.vec: return self.names[u]
     return string_rewrite.rewrite(u, ctx=self) if u.op is Ops.INDEX else f"{self.names[u]}[{self.lane}]"
@@ -2500,7 +2518,7 @@ class CStyleRenderer(Renderer):
       address = f"*({self.type_of(u if u.op is Ops.LOAD else u.src[1])}*)({self[index.src[0]]}+{base})"
       return address if u.op is Ops.LOAD else f"{address} = {self[u.src[1]]};"
     lanes = []
-    for self.lane in range(self.width): lanes.append(string_rewrite.rewrite(u, ctx=self))
+    for self.lane in range(self.width): lanes.append(self.render_uop(u))
     self.lane = None
     return " ".join(lanes) if u.op is Ops.STORE else f"({self.type_of(u)}){{{', '.join(lanes)}}}"
   def render_const(self, value: Any, dtype: DType) -> str:
@@ -2535,7 +2553,7 @@ class CStyleRenderer(Renderer):
         if u.op is Ops.RANGE: lines.append(f"{'  ' * depth}int {self.names[u]} = {self.special_index[u.arg[1]]};")
         continue
       if u.op is Ops.END and u.src[0] is self.lanes: continue
-      text = string_rewrite.rewrite(u, ctx=self)
+      text = self.render_uop(u)
       if u in self.vec: text = self.render_vector(u, text)
       if u.op in (Ops.CONST, Ops.INDEX) or (u.op in GroupOp.Elementwise and uses.get(u, 0) <= 1 and len(text) <= 80): self.names[u] = text
       elif u.op in (Ops.RANGE, Ops.END, Ops.DEFINE_ACC, Ops.ACCUMULATE, Ops.STORE):
@@ -2633,10 +2651,10 @@ def _count_ops(program: list[UOp]) -> int:
   return total
 
 def _load(dev: Compiled, name: str, program: list[UOp], src: str) -> Callable[..., Any]:
-  """Compile (or find on disk) and load a program; one split over threads is told how many copies run at once."""
+  """Compile (or find on disk) and load a program, bound to the launch sizes its renderer asks for (threads, a GPU grid)."""
   runtime = dev.runtime(name, dev.compiler.compile_cached(src))
-  threads = tuple(u.src[0].arg for u in program if u.op is Ops.RANGE and u.arg[1] == "THREAD")
-  return functools.partial(runtime, global_size=threads) if threads else runtime
+  launch = dev.renderer.launch_dims(program)
+  return functools.partial(runtime, **launch) if launch else runtime
 
 # ## BEAM search
 #
@@ -2666,6 +2684,7 @@ def _time_opts(kernel: UOp, device: str, opts: tuple[Opt, ...], blocks: list[Any
   for _ in range(3):
     start = time.perf_counter()
     run(*blocks)
+    dev.synchronize()  # a GPU's launch returns at once: time the kernel, not the launch
     times.append(time.perf_counter() - start)
   return min(times)
 
@@ -2720,6 +2739,7 @@ def run_schedule(items: list[ScheduleItem]) -> None:
     if _capturing is not None: _capturing.append(("kernel", bufs, kernel))
     start = time.perf_counter()
     kernel.program(*[b.block for b in bufs])
+    if DEBUG >= 2: Device[bufs[0].device].synchronize()  # a GPU returns before the kernel ends: wait, to time the kernel
     elapsed = time.perf_counter() - start
     mem = sum(b.nbytes for b in bufs)
     GlobalCounters.kernel_count += 1

@@ -12,6 +12,10 @@ import concurrent.futures, ctypes, os, shutil, subprocess, tempfile
 from typing import Any
 from tiny import Allocator, CStyleRenderer, Compiler, CompileError, Compiled, DType, Ops, dtypes
 
+# Where no `DEVICE` is set, CPU is the default device unless a faster one (a
+# GPU: priority 2) works here.
+DEFAULT_PRIORITY = 1
+
 # ## Allocator
 #
 # Memory is a ctypes byte array; a kernel receives its address. Copies are
@@ -111,7 +115,7 @@ class CPUProgram:
 
 _workers = concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1)
 
-def open_device() -> Compiled:
+def open_device(name: str) -> Compiled:
   compiler, renderer = CPUCompiler(), CPURenderer()
   if not compiler.half: renderer.supported_dtypes = tuple(d for d in renderer.supported_dtypes if d != dtypes.float16)
-  return Compiled("CPU", CPUAllocator(), renderer, compiler, CPUProgram)
+  return Compiled(name, CPUAllocator(), renderer, compiler, CPUProgram)

@@ -3,7 +3,8 @@ manifests, and the scorecard printed at the end of a run.
 
 `pytest spec` runs every device-parametrized test on every device that works on this machine (PYTHON, the
 reference interpreter, and each `backends/<name>.py` that opens); `pytest spec --device CPU` (or
-`--device PYTHON,CPU`) picks the devices, which is how a backend author points the suite at theirs.
+`--device PYTHON,CPU`) picks the devices, which is how a backend author points the suite at theirs. A device that is
+named but does not open here (`--device CUDA` on a machine without a GPU) has its tests skipped, with the reason.
 
 A device may list the tests it is known to fail in `spec/manifest/<DEVICE>.txt`, one test id a line (`*` matches
 any text, `#` starts a comment). Those tests still run, as expected failures; one that starts passing is reported
@@ -33,8 +34,12 @@ def pytest_configure(config):
   config.addinivalue_line("markers", "ops(*ops): the tiny Ops this test covers (read by the scorecard and spec/test_coverage.py)")
   wanted = config.getoption("device")
   config.devices_under_test = [d.strip().upper() for d in wanted.split(",") if d.strip()] if wanted else available_devices()
-  unknown = [d for d in config.devices_under_test if d not in tiny.Device.names()]
+  unknown = [d for d in config.devices_under_test if d.partition(":")[0] not in tiny.Device.names()]
   if unknown: raise pytest.UsageError(f"--device: unknown device(s) {', '.join(unknown)}; tiny knows {', '.join(tiny.Device.names())}")
+  config.unusable = {}
+  for d in config.devices_under_test:
+    try: tiny.Device[d]
+    except Exception as e: config.unusable[d] = f"{d} does not open here: {e}"
   global SCORECARD
   config.scorecard = SCORECARD = Scorecard(config.devices_under_test)
 
@@ -99,6 +104,7 @@ def pytest_collection_modifyitems(config, items):
   for item in items:
     t = tags(item)
     item.user_properties.append(("scorecard", t))
+    if t["device"] in config.unusable: item.add_marker(pytest.mark.skip(reason=config.unusable[t["device"]]))
     for entry, pattern in patterns.get(t["device"], []):
       if pattern.fullmatch(item.nodeid):
         config.scorecard.manifest_used.add((t["device"], entry))

@@ -2,6 +2,7 @@
 import codeop, importlib.util, json, os, pathlib, re, subprocess, sys, tempfile
 import pytest
 import tiny  # imported before any test changes the environment, so its settings are the defaults
+from conftest import available_devices
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SOURCES = ["tiny.py", "backends/*.py"]  # what mkdocs.yml's nav turns into pages
@@ -206,6 +207,7 @@ with open(sys.argv[1], "w") as f: json.dump(results, f)
 def run_blocks(blocks: list[tuple[str, str]]) -> list[tuple[str, str | None]]:
   """Run (code, filename) blocks in order in one fresh Python; return what each printed and its error, if any."""
   env = {k: v for k, v in os.environ.items() if k not in tiny.ContextVar.registry}
+  if "CPU" in available_devices(): env["DEVICE"] = "CPU"  # the pages show what the CPU prints, also where a GPU is the default
   env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
   with tempfile.TemporaryDirectory() as tmp:
     results = pathlib.Path(tmp) / "results.json"

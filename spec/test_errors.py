@@ -118,9 +118,9 @@ def test_unknown_device_is_named(device, a, name):
 def test_tensors_on_different_devices_do_not_mix(a):
   other = "CPU" if a.device == "PYTHON" else "PYTHON"
   b = Tensor.ones(2, 3, device=other)
-  with raises((ValueError, RuntimeError), "PYTHON", "CPU"): a + b
-  with raises((ValueError, RuntimeError), "PYTHON", "CPU"): a @ b.T
-  with raises((ValueError, RuntimeError), "PYTHON", "CPU"): a.assign(b)
+  with raises((ValueError, RuntimeError), a.device, other): a + b
+  with raises((ValueError, RuntimeError), a.device, other): a @ b.T
+  with raises((ValueError, RuntimeError), a.device, other): a.assign(b)
   still_usable(a)
   check(b.to(a.device) + a, A + 1)
 
