@@ -191,6 +191,7 @@ class Plan:
                                                           for v in users[final[acc]]) for acc in inner_accs)
       for i, r in enumerate(chain if nested else [root]): self.lanes[r] = (root, prod(c.src[0].arg for c in chain[i + 1:]) if nested else 1)
       self.flat_size[root] = prod(r.src[0].arg for r in chain) if nested else root.src[0].arg
+    if any(n < 32 for n in self.flat_size.values()): self.split, self.lanes = {}, {}  # shorter than a warp: a thread per output
     self.gpu_threads, self.grid_wide = gpu_threads, not outer and len(self.split) == 1
     self.partials = {acc: f"partial{i}" for accs in self.split.values() for i, (acc, _) in enumerate(accs)} if self.grid_wide else {}
   def launch(self) -> dict[str, tuple[int, int, int]]:
@@ -242,6 +243,7 @@ cuda_rewrite = PatternMatcher([(UPat(Ops.RANGE, name="x"), _parallel_range), (UP
 
 class CUDARenderer(CStyleRenderer):
   device = "CUDA"
+  vector_bytes = 0  # no vector types yet (CUDA's float4 would be 16)
   kernel_prefix = 'extern "C" __global__ void'
   restrict = "__restrict__"
   nan, infinity = "__int_as_float(0x7fc00000)", "__int_as_float(0x7f800000)"
