@@ -126,7 +126,7 @@ class CUDAAllocator(Allocator):
 #   all threads of the grid: the innermost over x, so neighbouring threads
 #   touch neighbouring elements, the next two over y and z; deeper nests run
 #   the outer loops in every thread.
-# - A kernel with few outputs (fewer than the GPU holds threads) and a reduce
+# - A kernel with few outputs (under a quarter of the threads the GPU holds) and a reduce
 #   gives each output a block instead, and splits the reduce over the block's
 #   threads: each folds its share, then the block combines the partial values
 #   in shared memory, in a tree of steps with a barrier after each. Every
@@ -169,7 +169,7 @@ class Plan:
     deepest = max((len(enclosing[r]) for r in outer), default=0)
     self.axis = {r: "xyz"[deepest - len(enclosing[r])] for r in outer if deepest - len(enclosing[r]) < 3}
     self.sizes = {a: max([r.src[0].arg for r in self.axis if self.axis[r] == a], default=1) for a in "xyz"}
-    few_outputs = prod(r.src[0].arg for r in outer) < gpu_threads
+    few_outputs = prod(r.src[0].arg for r in outer) * 4 < gpu_threads  # too few to keep the GPU busy with a thread each
     final = {u.src[0]: u for u in program if u.op is Ops.ACCUMULATE}  # accumulator -> its update, also its final value
     users: dict[UOp, list[UOp]] = {}
     for u in program:
