@@ -308,15 +308,14 @@ class CUDACompiler(Compiler):
 # at once, and the GPU runs the kernel in order with the launches and copies
 # before and after it. `synchronize` waits for all of them.
 class CUDAProgram:
-  def __init__(self, gpu: GPU, name: str, binary: bytes, global_size: tuple = (1, 1, 1), local_size: tuple = (1, 1, 1)):
-    self.gpu, self.global_size, self.local_size = gpu, global_size, local_size
-    self.module, self.function = ctypes.c_void_p(), ctypes.c_void_p()
+  def __init__(self, gpu: GPU, name: str, binary: bytes):
+    self.gpu, self.module, self.function = gpu, ctypes.c_void_p(), ctypes.c_void_p()
     gpu("cuModuleLoadData", ctypes.byref(self.module), binary)
     gpu("cuModuleGetFunction", ctypes.byref(self.function), self.module, name.encode())
-  def __call__(self, *blocks: int) -> None:
+  def __call__(self, *blocks: int, global_size: tuple = (1, 1, 1), local_size: tuple = (1, 1, 1)) -> None:
     args = (ctypes.c_uint64 * len(blocks))(*blocks)
     pointers = (ctypes.c_void_p * len(blocks))(*[ctypes.addressof(args) + 8 * i for i in range(len(blocks))])
-    self.gpu("cuLaunchKernel", self.function, *[ctypes.c_uint(v) for v in (*self.global_size, *self.local_size)], ctypes.c_uint(0), None, pointers, None)
+    self.gpu("cuLaunchKernel", self.function, *[ctypes.c_uint(v) for v in (*global_size, *local_size)], ctypes.c_uint(0), None, pointers, None)
   def __del__(self) -> None:  # at exit the driver may already be gone: then there is nothing left to unload
     if self.module: libcuda().cuModuleUnload(self.module)
 
