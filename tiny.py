@@ -1104,7 +1104,7 @@ class _Device:
     if name not in self.opened:
       kind, _, number = name.partition(":")
       if kind not in self.names() or not (number == "" or number.isdigit()):
-        raise ValueError(f"unknown device {device!r}; available: {', '.join(self.names())} (and KIND:N for the N-th device of a kind)")
+        raise ValueError(f"unknown device {name!r}; available: {', '.join(self.names())} (and KIND:N for the N-th device of a kind)")
       self.opened[name] = PythonDevice() if kind == "PYTHON" else self.backend(kind).open_device(name)
     return self.opened[name]
   @functools.cached_property

@@ -41,7 +41,7 @@ def test_a_compiler_without_the_x86_flag_still_gets_native_code(CPUCompiler, fak
 def test_a_compiler_without_float16_opens_a_device_without_float16(CPUCompiler, fake_cc, monkeypatch):
   fake_cc('src=$(cat)\ncase "$src" in *_Float16*) echo "_Float16 is not supported on this target" >&2; exit 1;; esac\n'
           'printf "%s" "$src" | $REAL "$@"')
-  device = CPUCompiler.__init__.__globals__["open_device"]()  # the backend module is not in sys.modules
+  device = CPUCompiler.__init__.__globals__["open_device"]("CPU")  # the backend module is not in sys.modules
   assert not device.compiler.half and tiny.dtypes.float16 not in device.renderer.supported_dtypes
   assert tiny.dtypes.float32 in device.renderer.supported_dtypes
   monkeypatch.setitem(tiny.Device.opened, "CPU", device)
