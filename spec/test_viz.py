@@ -148,14 +148,14 @@ def test_viz_text_prints_the_record_and_viz_0_records_nothing():
   assert text.startswith("11.0\nrealize 1 · 1 kernel    [<string>:3: ]\n") and "lower:" in text and "->" in text
   assert run_python(PROGRAM, {"VIZ": "0"}).stdout == "11.0\n"
 
-def test_on_a_terminal_the_page_is_served_until_ctrl_c():
+def test_on_a_terminal_the_page_is_served_until_ctrl_c(tmp_path):
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
   leader, follower = pty.openpty()
   path = os.pathsep.join(dict.fromkeys([os.path.dirname(tiny.__file__), os.path.dirname(viz.__file__)]))
   proc = subprocess.Popen([sys.executable, "-c", f"import {viz.__name__}\n{PROGRAM}"], stdout=follower, stderr=follower,
-                          env={**os.environ, "PYTHONPATH": path, "VIZ": "1", "VIZ_PORT": str(port)})
+                          env={**os.environ, "PYTHONPATH": path, "VIZ": "1", "VIZ_PORT": str(port)}, cwd=tmp_path)  # the page lands there
   os.close(follower)
   try:
     printed, deadline = b"", time.time() + 60
