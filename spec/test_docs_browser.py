@@ -209,7 +209,7 @@ def chapter_pages() -> list[str]:
 
 LAYOUT = """(() => {
   const codes = [...document.querySelectorAll('.literate-code pre > code')];
-  const scrolls = codes.filter(c => c.scrollWidth > c.clientWidth + 1).map(c => c.textContent.slice(0, 60));
+  const scrolls = [...document.querySelectorAll('.literate pre > code')].filter(c => c.scrollWidth > c.clientWidth + 1).map(c => c.textContent.slice(0, 60));
   const probe = document.createElement('span');  // a line of LINE characters, numbered like the file's longest
   probe.innerHTML = '\\n<span class="linenos" data-linenos="9999 "></span>';
   const text = probe.appendChild(document.createTextNode('x'.repeat(%d)));
