@@ -993,8 +993,6 @@ class Buffer:
   def copyin(self, data: bytes | memoryview) -> None: self.allocator.copyin(self.block, memoryview(data).cast("B"))
   def copyout(self) -> memoryview: return self.allocator.copyout(self.block, self.nbytes)
 
-# A BUFFER UOp names a buffer; this table, weak on the UOp, holds the memory.
-# When the last graph holding the BUFFER UOp goes away, so does the memory.
 # ## Runtime state
 #
 # Everything tiny remembers between calls is listed here, with what it is for
@@ -1006,11 +1004,17 @@ class Buffer:
 #   lives as long as some graph names it; `_buffer_ids` numbers buffers.
 # - `realized`: tensor UOps already computed, mapped to their stored result
 #   (chapter 9), weak on the computed UOp.
-# - `_pending_assigns`: tensors whose assign has not run yet (chapter 13), weak.
+# - `_tensors`: every live Tensor, weak. A realize that assigns into a buffer
+#   looks here for the lazy tensors that still read the buffer's old value
+#   (chapter 13), and for the tensors whose pending assign it runs.
+# - `_computed_from`: for a stored result whose graph leads to a tensor that
+#   wants a gradient, that graph, so `backward()` after a read still finds
+#   its way (chapter 8); weak on the result, so it lives as long as the result.
 # - `_grad_tensors`: tensors created with `requires_grad`, found by
 #   `backward()` (chapter 8), weak.
 # - `_programs`: compiled kernels by (AST, device), for the life of the
-#   process (chapter 13).
+#   process (chapter 13); `_kernel_names` counts the names given out, so each
+#   kernel's name is its own (`r_8_2_4n1` is the second `r_8_2_4`).
 # - `_capturing`: the calls a TinyJit is recording, only while it records
 #   (chapter 14).
 # - `Tensor.training`, `Tensor.grad_enabled`, and the random seed and counter
@@ -1019,20 +1023,12 @@ class Buffer:
 # - `Device.opened`: the devices opened so far, for the life of the process.
 _buffers: weakref.WeakKeyDictionary[UOp, Buffer] = weakref.WeakKeyDictionary()
 _buffer_ids = itertools.count()
-# Realized tensors are remembered: any graph that still holds the UOp that was
-# computed gets the stored result instead. The keys are weak, so the memory
-# lives exactly as long as some graph could ask for it.
 realized: weakref.WeakKeyDictionary[UOp, UOp] = weakref.WeakKeyDictionary()
-
-# Tensors with an assign that has not run yet (see `realize_tensors`).
-_pending_assigns: weakref.WeakValueDictionary[int, Tensor] = weakref.WeakValueDictionary()  # by id: Tensor's == is elementwise
-
-# Tensors that want gradients are tracked weakly, so `backward()` can find the
-# ones its loss depends on without holding them alive.
-_grad_tensors: weakref.WeakValueDictionary[int, Tensor] = weakref.WeakValueDictionary()  # by id: Tensor's == is elementwise
-
-# Compiled kernels (chapter 13), and the calls a TinyJit is capturing (chapter 14):
+_tensors: weakref.WeakValueDictionary[int, Tensor] = weakref.WeakValueDictionary()  # by id: Tensor's == is elementwise
+_computed_from: weakref.WeakKeyDictionary[UOp, UOp] = weakref.WeakKeyDictionary()
+_grad_tensors: weakref.WeakValueDictionary[int, Tensor] = weakref.WeakValueDictionary()
 _programs: dict[tuple[UOp, str], Kernel] = {}
+_kernel_names: dict[str, int] = {}
 # while a TinyJit captures: ("kernel", buffers, Kernel), ("copy", buffers, None) or ("rng", [key buffer], count)
 _capturing: list[tuple[str, list[Buffer], Any]] | None = None
 
@@ -1254,6 +1250,7 @@ class Tensor:
   def __init__(self, data: Any, device: str | None = None, dtype: DType | None = None, requires_grad: bool | None = None):
     self.grad: Tensor | None = None
     self._requires_grad = None
+    _tensors[id(self)] = self
     if isinstance(data, UOp):  # a result of some op: under no_grad, gradients must not flow through it
       self.uop = data if Tensor.grad_enabled or _is_stored(data) else UOp(Ops.DETACH, data.dtype, (data,))
       self.requires_grad = requires_grad
@@ -1293,6 +1290,7 @@ class Tensor:
     # a lazy tensor's UOp is shared with every equal expression (hash-consing): `Tensor.ones(3)` is the `1` of
     # `x + 1`. A tensor that wants its own gradient needs its own buffer.
     if not _is_stored(self.uop): self.realize()
+    _computed_from.pop(self.uop, None)  # a tensor that wants its own gradient is a leaf: gradients stop here
     _grad_tensors[id(self)] = self
   @property
   def shape(self) -> tuple[int, ...]: return self.uop.shape
@@ -1624,7 +1622,6 @@ class Tensor:
     if x.device != self.device: raise ValueError(f"assign: device {x.device} does not match {self.device}")
     if not _is_stored(self.uop): self.realize()
     self.uop = UOp(Ops.ASSIGN, self.dtype, (self.uop, x.cast(self.dtype).uop))
-    _pending_assigns[id(self)] = self
     return self
 
 def _scalar_dtype(dtype: DType, y: Any) -> DType:
@@ -1745,6 +1742,15 @@ def compute_gradient(root: UOp, root_grad: Tensor, targets: list[UOp]) -> dict[U
 # `gradient` and `backward` are the user's side of it: `backward()` seeds the
 # loss with 1 and accumulates into `.grad` of every tensor created with
 # `requires_grad=True` that the loss depends on.
+# Reading a value (`loss.item()`) stores it and points the tensor at the
+# stored result, but the graph it was computed from is remembered in
+# `_computed_from` when it leads to a tensor that wants a gradient: the
+# gradient walks that graph instead, as if nothing had been read.
+pm_computed_from = PatternMatcher([(UPat(name="x"), lambda x: _computed_from.get(x))])
+def _with_graphs(root: UOp) -> UOp:
+  if not any(u in _computed_from for u in root.toposort()): return root
+  return graph_rewrite(root, pm_computed_from, name="stored results to their graphs")
+
 # A stored tensor is RESHAPE(BUFFER), and reshaping it reshapes the BUFFER directly (`_reshape`), so its gradient is the buffer's.
 def _gradient_key(u: UOp) -> UOp: return u.src[0] if u.op is Ops.RESHAPE and u.src[0].op is Ops.BUFFER else u
 
@@ -1756,12 +1762,13 @@ class TensorGradients:
       if self.numel() != 1: raise ValueError(f"gradient of a tensor of shape {self.shape} needs an explicit `gradient` of that shape")
       gradient = Tensor.ones(self.shape, device=self.device, dtype=self.dtype)
     keys = [_gradient_key(t.uop) for t in targets]
-    grads = compute_gradient(self.uop, gradient, keys)
+    grads = compute_gradient(_with_graphs(self.uop), gradient, keys)
     return [grads[k].reshape(t.shape) if k in grads else t.zeros_like() for t, k in zip(targets, keys)]
   def backward(self, gradient: Tensor | None = None) -> Tensor:
     """Accumulate into `.grad` the gradient of this tensor for every tensor created with `requires_grad=True` that it depends on."""
-    in_graph = self.uop.toposort()
+    in_graph = _with_graphs(self.uop).toposort()
     targets = [t for t in list(_grad_tensors.values()) if t.requires_grad and _gradient_key(t.uop) in in_graph]
+    if not targets: raise RuntimeError(f"backward() of a tensor of shape {self.shape}: it depends on no tensor with requires_grad=True")
     for t, g in zip(targets, self.gradient(*targets, gradient=gradient)): t.grad = g if t.grad is None else t.grad + g
     return self
 
@@ -2719,6 +2726,8 @@ def get_program(ast: UOp, device: str) -> Kernel:
       return optimize(kernel, dev.renderer, opts)
     program = linearize(lower(ast, choose))
     name = _kernel_name(program)
+    _kernel_names[name] = _kernel_names.get(name, -1) + 1
+    if _kernel_names[name]: name += f"n{_kernel_names[name]}"  # each kernel's name is its own, as tinygrad's
     if DEBUG >= 3: print(f"=== kernel {name} on {device}: its AST, then its opts ===\n{ast.listing()}\n{name} opts: {opts}")
     if DEBUG >= 5: print(f"=== {name}: the linearized program ===\n{UOp.listing(program)}")
     src = dev.renderer.render(name, program)
@@ -2727,39 +2736,81 @@ def get_program(ast: UOp, device: str) -> Kernel:
     _programs[key] = Kernel(name, src, _load(dev, name, program, src), _count_ops(program))
   return _programs[key]
 
-def run_schedule(items: list[ScheduleItem]) -> None:
+# One runner serves both a schedule and a TinyJit replay (chapter 14), so
+# both count the same `GlobalCounters`, print the same `DEBUG=2` line and
+# are recorded the same way while a TinyJit captures.
+def run_item(kernel: Kernel | None, bufs: list[Buffer]) -> None:
+  """Run one prepared item: a kernel on its buffers, or (kernel None) a copy from bufs[1] to bufs[0]."""
+  if _capturing is not None: _capturing.append(("copy" if kernel is None else "kernel", bufs, kernel))
+  if kernel is None: return bufs[0].copyin(bufs[1].copyout())
+  start = time.perf_counter()
+  kernel.program(*[b.block for b in bufs])
+  if DEBUG >= 2: Device[bufs[0].device].synchronize()  # a GPU returns before the kernel ends: wait, to time the kernel
+  elapsed = time.perf_counter() - start
+  mem = sum(b.nbytes for b in bufs)
+  GlobalCounters.kernel_count += 1
+  GlobalCounters.global_ops += kernel.ops
+  GlobalCounters.global_mem += mem
+  GlobalCounters.time_sum_s += elapsed
+  if DEBUG >= 2:
+    print(f"*** {bufs[0].device:6s} {GlobalCounters.kernel_count:4d} {kernel.name:24s} {elapsed*1e6:9.1f} us "
+          f"{kernel.ops/max(elapsed, 1e-9)/1e9:8.3f} GFLOP/s {mem/max(elapsed, 1e-9)/1e9:8.3f} GB/s")
+
+# A schedule is prepared whole before any of it runs: every kernel is
+# lowered and compiled first, so a kernel that fails to build fails the
+# realize before a single buffer has changed. (A zero-sized output needs no
+# kernel at all.)
+def prepare_schedule(items: list[ScheduleItem]) -> list[tuple[Kernel | None, list[Buffer]] | None]:
+  """Per item: (kernel, buffers) to run, kernel None for a copy; None for an item with nothing to do."""
+  prepared: list[tuple[Kernel | None, list[Buffer]] | None] = []
   for item in items:
     bufs = [_buffers[b] for b in item.bufs]
-    if item.ast.op is Ops.COPY:
-      bufs[0].copyin(bufs[1].copyout())
-      if _capturing is not None: _capturing.append(("copy", bufs, None))
-      continue
-    if bufs[0].size == 0: continue
-    kernel = get_program(item.ast, bufs[0].device)
-    if _capturing is not None: _capturing.append(("kernel", bufs, kernel))
-    start = time.perf_counter()
-    kernel.program(*[b.block for b in bufs])
-    if DEBUG >= 2: Device[bufs[0].device].synchronize()  # a GPU returns before the kernel ends: wait, to time the kernel
-    elapsed = time.perf_counter() - start
-    mem = sum(b.nbytes for b in bufs)
-    GlobalCounters.kernel_count += 1
-    GlobalCounters.global_ops += kernel.ops
-    GlobalCounters.global_mem += mem
-    GlobalCounters.time_sum_s += elapsed
-    if DEBUG >= 2:
-      print(f"*** {bufs[0].device:6s} {GlobalCounters.kernel_count:4d} {kernel.name:24s} {elapsed*1e6:9.1f} us "
-            f"{kernel.ops/max(elapsed, 1e-9)/1e9:8.3f} GFLOP/s {mem/max(elapsed, 1e-9)/1e9:8.3f} GB/s")
+    if item.ast.op is Ops.COPY: prepared.append((None, bufs))
+    else: prepared.append((get_program(item.ast, bufs[0].device), bufs) if bufs[0].size else None)
+  return prepared
+
+def run_schedule(items: list[ScheduleItem]) -> None:
+  for step in prepare_schedule(items):
+    if step is not None: run_item(*step)
 
 # ## Realizing tensors
 #
-# An assign is a side effect: once it has run as part of any realize, the
-# tensor it belongs to must point at its buffer, or the next realize would run
-# it again. Tensors with a pending assign are kept (weakly) for that.
+# `realize_tensors` schedules the tensors, prepares the schedule, runs it, and
+# points each tensor at its stored result. Three promises shape it.
 #
-# The buffer after an assign holds a different value than before, so it gets
-# a new name: a fresh BUFFER UOp for the same memory. Otherwise a graph built
-# after the assign would be the very same UOp as one built before (hash-
-# consing), and `realized` would hand back the stale result.
+# **An assign runs once.** An assign is a side effect: once it has run as
+# part of any realize, the tensor it belongs to must point at its buffer, or
+# the next realize would run it again. So a realize also re-points every live
+# tensor whose pending assign it ran (a graph may hold an assign of a tensor
+# that is not itself being realized). The buffer after an assign holds a
+# different value than before, so it gets a new name: a fresh BUFFER UOp for
+# the same memory. Otherwise a graph built after the assign would be the very
+# same UOp as one built before (hash-consing), and `realized` would hand back
+# the stale result.
+#
+# **A failure leaves every tensor as it was or fully updated.** The schedule
+# is prepared before anything runs, and each tensor is re-pointed as soon as
+# the kernel that makes its value has run: if a later kernel raises, the
+# tensors done so far hold their results (an assign that ran is not run
+# again), and the others are untouched lazy graphs, ready to be realized
+# again.
+#
+# **A tensor's value is fixed when it is built,** as in PyTorch, whatever is
+# assigned later. A lazy tensor is a recipe that reads buffers; an assign
+# overwrites a buffer in place (which is what lets a training step update
+# its weights without allocating, and what TinyJit's replays rely on). So
+# before an assign overwrites a buffer, every live lazy tensor that still
+# reads the buffer's old value is realized with it, in the same schedule,
+# ordered before the assign. After `opt.step()`, `loss` and each `p.grad`
+# hold the values computed from the old weights, and since the step computes
+# the forward pass anyway, reading `loss` afterwards runs nothing more. Two
+# kinds of tensors are left alone: a pure view of the buffer (movement ops
+# only, like `w.T`), which sees the new values, as a view does in PyTorch;
+# and a graph that reads the buffer only through an assign of this realize,
+# which wants the new value. The search is one walk over the live lazy
+# tensors, done only by realizes that assign. The other way out, copying
+# the old contents aside before each assign, would copy every weight on
+# every step and recompute the loss when it is read.
 
 def _renamed(view: UOp) -> UOp:
   base = view.src[0] if view.op is Ops.RESHAPE else view
@@ -2767,21 +2818,55 @@ def _renamed(view: UOp) -> UOp:
   _buffers[new] = _buffers[base]
   return _reshape(new, view.shape)
 
+def _base(view: UOp) -> UOp: return view.src[0] if view.op is Ops.RESHAPE else view
+
+def _is_view(u: UOp) -> bool:
+  while u.op in GroupOp.Movement: u = u.src[0]
+  return u.op is Ops.BUFFER
+
+def _old_value_readers(tensors: list[Tensor], ran: dict[UOp, None]) -> list[Tensor]:
+  """The live lazy tensors, other than `tensors`, that read a buffer this realize assigns, other than through its assigns."""
+  targets = {_base(u.src[0]) for u in ran if u.op is Ops.ASSIGN}
+  if not targets: return []
+  chosen = {id(t) for t in tensors}
+  lazy = [t for t in list(_tensors.values()) if id(t) not in chosen and not _is_view(t.uop)]
+  reads: dict[UOp, bool] = {}
+  for u in UOp.sink(*(t.uop for t in lazy)).toposort(lambda u: not (u.op is Ops.ASSIGN and u in ran)):
+    reads[u] = u in targets or any(reads.get(s, False) for s in u.src)
+  return [t for t in lazy if reads.get(t.uop, False)]
+
 @traced("realize")
 def realize_tensors(tensors: list[Tensor]) -> None:
   start = time.perf_counter()
+  ran = UOp.sink(*(t.uop for t in tensors)).toposort()
+  if readers := _old_value_readers(tensors, ran): tensors, ran = tensors + readers, UOp.sink(*(t.uop for t in tensors + readers)).toposort()
   outs = [t.uop for t in tensors]
   items, results = create_schedule(outs)
-  run_schedule(items)
+  prepared = prepare_schedule(items)
+  # what becomes of each tensor, by the buffer whose kernel finishes it
+  grad_keys = {_gradient_key(t.uop) for t in list(_grad_tensors.values()) if t.requires_grad}
+  has_buffer: dict[UOp, bool] = {}
+  wants_grad: dict[UOp, bool] = {}
+  for u in ran:
+    has_buffer[u] = u.op is Ops.BUFFER or any(has_buffer[s] for s in u.src)
+    wants_grad[u] = u in grad_keys or (u.op is not Ops.DETACH and any(wants_grad[s] for s in u.src))
+  finishes: dict[UOp, list[tuple[Tensor, UOp, UOp]]] = {}
+  for t, old, new in zip(tensors, outs, results): finishes.setdefault(_base(new), []).append((t, old, new))
+  chosen = {id(t) for t in tensors}
+  for t in list(_tensors.values()):
+    if t.uop.op is Ops.ASSIGN and t.uop in ran and id(t) not in chosen: finishes.setdefault(_base(t.uop.src[0]), []).append((t, t.uop, t.uop.src[0]))
   after_assign: dict[UOp, UOp] = {}
-  for t, old, new in zip(tensors, outs, results):
-    t.uop = after_assign.setdefault(old, _renamed(new)) if old.op is Ops.ASSIGN else new
-    if old is not t.uop and any(u.op is Ops.BUFFER for u in old.toposort()): realized[old] = t.uop  # equal constants must not share a buffer
-  if _pending_assigns:
-    ran = UOp.sink(*outs).toposort()
-    for t in [t for t in _pending_assigns.values() if t.uop in ran or t.uop.op is not Ops.ASSIGN]:
-      if t.uop.op is Ops.ASSIGN: realized[t.uop] = t.uop = after_assign.setdefault(t.uop, _renamed(t.uop.src[0]))
-      del _pending_assigns[id(t)]
+  def finish(buffer: UOp) -> None:
+    for t, old, new in finishes.pop(buffer, []):
+      t.uop = after_assign.setdefault(old, _renamed(new)) if old.op is Ops.ASSIGN else new
+      if old is t.uop or not has_buffer[old]: continue  # equal constants must not share a buffer
+      realized[old] = t.uop
+      if old.op is not Ops.ASSIGN and wants_grad[old]: _computed_from[t.uop] = old
+  made = {item.bufs[0] for item in items}
+  for buffer in [b for b in finishes if b not in made]: finish(buffer)
+  for item, step in zip(items, prepared):
+    if step is not None: run_item(*step)
+    finish(item.bufs[0])
   if DEBUG >= 1 and items:
     print(f"realize: {len(items)} kernel{'s' if len(items) != 1 else ''} in {(time.perf_counter() - start)*1e3:.2f} ms")
 
@@ -4028,7 +4113,7 @@ class Optimizer:
     self.lr = Tensor([lr], device=self.params[0].device if self.params else None)
   def zero_grad(self) -> None:
     for p in self.params: p.grad = None
-  def step(self) -> None: Tensor.realize(*self.schedule_step(), *_pending_assigns.values())  # pending assigns (BatchNorm statistics) read the old weights
+  def step(self) -> None: Tensor.realize(*self.schedule_step(), *[t for t in list(_tensors.values()) if t.uop.op is Ops.ASSIGN])  # with pending assigns (BatchNorm statistics)
   def schedule_step(self) -> list[Tensor]:
     """Assign every update (lazily) and return the tensors to realize."""
     missing = [i for i, p in enumerate(self.params) if p.grad is None]
