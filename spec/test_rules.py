@@ -229,6 +229,14 @@ def ex_reuse_realized(device):
   b.realize()
   check(c, a * 2 + 1)
 
+def ex_gradient_after_a_read(device):
+  a = rng_data(4)
+  w = Tensor(a, device=device, requires_grad=True)
+  loss = (w * w).sum()
+  loss.item()        # stores the loss; backward() then walks the graph it was computed from
+  loss.backward()
+  check(w.grad, 2 * a)
+
 def ex_contiguous_detach(device):
   a = rng_data(3, 4)
   check(Tensor(a, device=device).permute(1, 0).contiguous().detach() * 2, a.T * 2)
@@ -273,7 +281,7 @@ def ex_gated_store(device):
 
 TENSOR_EXAMPLES: dict[str, Callable[[str], None]] = {fn.__name__.removeprefix("ex_"): fn for fn in [
   ex_broadcast_chain, ex_permute_flip_reshape, ex_pad_shrink, ex_reductions, ex_matmul, ex_arange_cast_bitcast, ex_softmax,
-  ex_reuse_realized, ex_contiguous_detach, ex_assign_then_read, ex_copy, ex_empty_reduce, ex_variable_in_a_kernel, ex_optimized_matmul, ex_unrolled_max, ex_gated_store]}
+  ex_reuse_realized, ex_gradient_after_a_read, ex_contiguous_detach, ex_assign_then_read, ex_copy, ex_empty_reduce, ex_variable_in_a_kernel, ex_optimized_matmul, ex_unrolled_max, ex_gated_store]}
 
 # ## Gradients: on the device, against central differences of numpy
 
