@@ -1056,10 +1056,11 @@ def _reshape(x: UOp, shape: tuple[int, ...]) -> UOp:
   return x if x.shape == shape else _movement(x, Ops.RESHAPE, shape)
 def _expand(x: UOp, shape: tuple[int, ...]) -> UOp: return x if x.shape == shape else _movement(x, Ops.EXPAND, shape)
 
-def _new_buffer(device: str, size: int, dtype: DType) -> UOp:
-  uop = UOp(Ops.BUFFER, dtype, (_device_uop(device),), (next(_buffer_ids), size))
-  _buffers[uop] = Buffer(device, size, dtype)
+def _buffer_uop(buf: Buffer) -> UOp:
+  uop = UOp(Ops.BUFFER, buf.dtype, (_device_uop(buf.device),), (next(_buffer_ids), buf.size))
+  _buffers[uop] = buf
   return uop
+def _new_buffer(device: str, size: int, dtype: DType) -> UOp: return _buffer_uop(Buffer(device, size, dtype))
 
 def _buffer_of(view: UOp) -> Buffer: return _buffers[view if view.op is Ops.BUFFER else view.src[0]]
 
@@ -2892,14 +2893,23 @@ def realize_tensors(tensors: list[Tensor]) -> None:
 # function: the first call runs it normally (warming every cache), the second
 # call runs it while *capturing* each kernel launched and the buffers it
 # used, and every later call replays the captured kernels directly, with the
-# new inputs' buffers in place of the captured inputs'. The outputs are the
-# same tensors each time, refilled by the replay.
+# new inputs' buffers in place of the captured inputs'. A replay is a loop
+# over prepared calls through the same `run_item` a schedule uses, so it
+# counts and prints (`DEBUG=2`) what it runs like any realize.
 #
-# Replaying is only valid for inputs like the captured ones, so a call with
-# different shapes, dtypes or devices raises instead of computing nonsense.
+# Each call returns fresh tensors: a buffer the captured step created for a
+# returned tensor is swapped, on each replay, for a newly allocated one (the
+# allocator hands back a freed block of the same size), so a result returned
+# earlier keeps its value after later calls.
+#
+# Replaying is only valid for calls like the captured one. A call with
+# tensors of other shapes, dtypes or devices raises `JitError`, as tinygrad
+# does, and so does a call whose other arguments (numbers, strings...) differ
+# from the captured call's: their values are baked into the captured kernels,
+# so replaying would silently ignore them. A value that changes from call to
+# call belongs in a Tensor.
 
 class JitError(RuntimeError): pass
-
 
 class TinyJit:
   def __init__(self, fn: Callable[..., Any]):
@@ -2909,35 +2919,42 @@ class TinyJit:
 
   def __call__(self, *args: Any, **kwargs: Any) -> Any:
     global _capturing
-    inputs = [a for a in list(args) + list(kwargs.values()) if isinstance(a, Tensor)]
-    if inputs: Tensor.realize(*inputs)  # inputs must be in buffers: their buffers are what a replay swaps
+    named = list(enumerate(args)) + list(kwargs.items())
+    inputs = [a for _, a in named if isinstance(a, Tensor)]
+    others = [(k, a) for k, a in named if not isinstance(a, Tensor)]
+    if lazy := [t for t in inputs if not _is_stored(t.uop)]: Tensor.realize(*lazy)  # a replay swaps the inputs' buffers
     signature = [(t.shape, t.dtype, t.device) for t in inputs]
     if not JIT or self.calls == 0:  # first call (or JIT=0): just run
       self.calls += 1
       return _realize_outputs(self.fn(*args, **kwargs))
     if self.captured is None:  # second call: run and capture
-      self.signature, self.input_buffers = signature, [_buffer_of(t.uop) for t in inputs]
+      self.signature, self.others, self.input_buffers = signature, others, [_buffer_of(t.uop) for t in inputs]
+      existing = {id(b) for b in list(_buffers.values())}
       _capturing = []
-      try: self.outputs = _realize_outputs(self.fn(*args, **kwargs))
+      try: self.output = _realize_outputs(self.fn(*args, **kwargs))
       finally: self.captured, _capturing = _capturing, None
+      self.fresh = [t for t in _returned(self.output) if id(_buffer_of(t.uop)) not in existing]
       self.calls += 1
-      return self.outputs
+      return self.output
     if signature != self.signature:
       raise JitError(f"TinyJit captured inputs {self.signature}, called with {signature}: shapes, dtypes and devices must match")
+    if others != self.others:
+      raise JitError(f"TinyJit captured non-tensor arguments {self.others}, called with {others}: they are baked into the "
+                     "captured kernels, so they must not change; pass a Tensor for a value that changes")
     swap = {id(old): _buffer_of(t.uop) for old, t in zip(self.input_buffers, inputs)}
+    outputs = {id(t): Tensor(_reshape(_buffer_uop(Buffer(t.device, t.numel(), t.dtype)), t.shape)) for t in self.fresh}
+    swap |= {id(_buffer_of(t.uop)): _buffer_of(outputs[id(t)].uop) for t in self.fresh}
     for kind, bufs, extra in self.captured:
       bufs = [swap.get(id(b), b) for b in bufs]
-      if kind == "copy": bufs[0].copyin(bufs[1].copyout())
-      elif kind == "rng": bufs[0].copyin(Tensor._rng_key(extra))
-      else:
-        extra.program(*[b.block for b in bufs])
-        GlobalCounters.kernel_count += 1
+      if kind == "rng": bufs[0].copyin(Tensor._rng_key(extra))
+      else: run_item(extra, bufs)
     self.calls += 1
-    return self.outputs
+    def fresh(x: Any) -> Any: return outputs.get(id(x), x)
+    return type(self.output)(fresh(x) for x in self.output) if isinstance(self.output, (tuple, list)) else fresh(self.output)
 
+def _returned(out: Any) -> list[Tensor]: return [t for t in (out if isinstance(out, (tuple, list)) else [out]) if isinstance(t, Tensor)]
 def _realize_outputs(out: Any) -> Any:
-  tensors = [t for t in (out if isinstance(out, (tuple, list)) else [out]) if isinstance(t, Tensor)]
-  if tensors: Tensor.realize(*tensors)
+  if tensors := _returned(out): Tensor.realize(*tensors)
   return out
 
 # # 15. The reference device

@@ -132,3 +132,36 @@ def test_jit_0_runs_the_function_every_time(device):
   with Context(JIT=0):
     for i in range(4): np.testing.assert_array_equal(f(Tensor([float(i)], device=device)).numpy(), [i + 1.0])
   assert len(calls) == 4
+
+def test_a_changed_number_argument_raises_jit_error_naming_it(device):
+  @TinyJit
+  def f(x, k): return x * k
+  x = Tensor([1.0, 2.0], device=device).realize()
+  np.testing.assert_array_equal(f(x, 1).numpy(), [1.0, 2.0])
+  np.testing.assert_array_equal(f(x, 2).numpy(), [2.0, 4.0])  # captured with k=2
+  with pytest.raises(JitError, match=r"non-tensor arguments \[\(1, 2\)\], called with \[\(1, 3\)\]"): f(x, 3)
+  np.testing.assert_array_equal(f(x, 2).numpy(), [2.0, 4.0])  # the captured value still replays
+
+def test_returned_tensors_keep_their_values_after_later_calls(device):
+  @TinyJit
+  def f(x): return (x * 2).sum(), x + 1
+  xs = [RNG.standard_normal(4) for _ in range(STEPS)]
+  outs = [f(Tensor(x, device=device, dtype=dtypes.float32)) for x in xs]
+  for i, (x, (total, plus)) in enumerate(zip(xs, outs)):
+    np.testing.assert_allclose(total.numpy(), (x * 2).sum(), *TOLERANCE["reference"], err_msg=f"call {i + 1}")
+    np.testing.assert_allclose(plus.numpy(), x + 1, *TOLERANCE["reference"], err_msg=f"call {i + 1}")
+
+def test_a_replay_counts_and_prints_its_kernels_like_a_realize(device, capsys):
+  w = Tensor(RNG.standard_normal((4, 2)), device=device, dtype=dtypes.float32).realize()
+  def step(x): return ((x @ w).relu() * 2).sum(0)
+  f = TinyJit(step)
+  for _ in range(2): f(Tensor(RNG.standard_normal((3, 4)), device=device, dtype=dtypes.float32))
+  x = Tensor(RNG.standard_normal((3, 4)), device=device, dtype=dtypes.float32).realize()
+  counts = []
+  for run in (lambda: step(x).realize(), lambda: f(x)):
+    capsys.readouterr()
+    GlobalCounters.reset()
+    with Context(DEBUG=2): run()
+    lines = [line.split()[3] for line in capsys.readouterr().out.splitlines() if line.startswith("***")]
+    counts.append((GlobalCounters.kernel_count, GlobalCounters.global_ops, GlobalCounters.global_mem, lines))
+  assert counts[1] == counts[0] and counts[0][0] > 0, f"plain run {counts[0]}, replay {counts[1]}"
