@@ -1104,9 +1104,14 @@ class _Device:
         raise ValueError(f"unknown device {name!r}; available: {', '.join(self.names())} (and KIND:N for the N-th device of a kind)")
       self.opened[name] = PythonDevice() if kind == "PYTHON" else self.backend(kind).open_device(name)
     return self.opened[name]
-  @functools.cached_property
+  # DEVICE is read at every use, so `with Context(DEVICE="PYTHON"):` works at any time; only the search for the
+  # fastest device that works here is done once.
+  @property
   def DEFAULT(self) -> str:
-    if DEVICE.value: return self.canonicalize(DEVICE.value)
+    name = DEVICE.value or os.environ.get("DEVICE", "")  # a Context first, then the environment as it is now
+    return self.canonicalize(name) if name else self.fastest
+  @functools.cached_property
+  def fastest(self) -> str:
     ranked, unusable = [], []
     for name in self.names()[1:]:
       try: ranked.append((-self.backend(name).DEFAULT_PRIORITY, name))

@@ -11,7 +11,7 @@ tiny so the PYTHON interpreter runs them quickly.
 import math, zlib
 import numpy as np
 import pytest
-from tiny import Device, Tensor, dtypes
+from tiny import Context, Tensor, dtypes
 from tiny.nn import BatchNorm, Embedding, Linear
 from tiny.nn.optim import SGD
 import test_nn_ops as ref
@@ -25,10 +25,9 @@ TOLERANCE = {
 FD_EPS = 1e-6  # central difference step, in float64
 
 @pytest.fixture
-def on_device(device, monkeypatch):
+def on_device(device):
   """Make `device` the default, so layers and optimizers create their tensors there."""
-  monkeypatch.setattr(Device, "DEFAULT", device)
-  return device
+  with Context(DEVICE=device): yield device  # read at use: tensors made inside go to `device`
 
 # ## Inputs
 

@@ -2,7 +2,7 @@
 import os, pathlib, subprocess, sys
 import pytest
 import tiny
-from tiny import Context, ContextVar, getenv, prod, argsort, flatten, all_same
+from tiny import Context, ContextVar, Device, Tensor, getenv, prod, argsort, flatten, all_same
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -124,3 +124,17 @@ def test_flatten_one_level():
 def test_all_same():
   assert all_same([]) and all_same([1]) and all_same([2, 2, 2])
   assert not all_same([1, 2])
+
+def test_context_device_applies_after_tensors_exist():
+  before = Device.DEFAULT
+  Tensor([1.0]).realize()  # the default device has been used
+  with Context(DEVICE="PYTHON"):
+    assert Device.DEFAULT == "PYTHON" and Tensor([1.0]).device == "PYTHON" and Tensor.ones(2).device == "PYTHON"
+  assert Device.DEFAULT == before
+
+def test_the_device_environment_variable_is_read_when_a_device_is_chosen(monkeypatch):
+  with Context(DEVICE=""):  # as when DEVICE was not set at import
+    monkeypatch.setenv("DEVICE", "PYTHON")  # set after tiny was imported, as a script's argument parser would
+    assert Device.DEFAULT == "PYTHON" and Tensor([1.0]).device == "PYTHON"
+    monkeypatch.setenv("DEVICE", "NOSUCH")
+    with pytest.raises(ValueError, match="NOSUCH"): Tensor([1.0])

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 import tiny
-from tiny import Context, Device, GlobalCounters, JitError, Tensor, TinyJit, dtypes
+from tiny import Context, GlobalCounters, JitError, Tensor, TinyJit, dtypes
 from tiny.nn import BatchNorm, Linear
 from tiny.nn.optim import Adam
 from tiny.nn.state import get_parameters
@@ -15,9 +15,8 @@ TOLERANCE = {
 STEPS = 5  # call 1 runs, call 2 captures, calls 3.. replay
 
 @pytest.fixture
-def on_device(device, monkeypatch):
-  monkeypatch.setattr(Device, "DEFAULT", device)
-  return device
+def on_device(device):
+  with Context(DEVICE=device): yield device  # read at use: tensors made inside go to `device`
 
 RNG = np.random.default_rng(0)
 BATCHES = [(RNG.standard_normal((6, 4)), RNG.integers(0, 3, 6)) for _ in range(STEPS)]

@@ -2,7 +2,7 @@
 import math
 import numpy as np
 import pytest
-from tiny import Device, Tensor, dtypes
+from tiny import Context, Tensor, dtypes
 from tiny.nn import BatchNorm, Conv2d, ConvTranspose2d, Embedding, LayerNorm, Linear, RMSNorm
 from test_nn_ops import np_conv2d, np_conv_transpose2d, np_layernorm
 
@@ -13,11 +13,10 @@ TOLERANCE = {
 }
 
 @pytest.fixture
-def on_device(device, monkeypatch):
+def on_device(device):
   """Make `device` the default, so layers create their tensors there."""
-  monkeypatch.setattr(Device, "DEFAULT", device)
   Tensor.manual_seed(0)
-  return device
+  with Context(DEVICE=device): yield device  # read at use: tensors made inside go to `device`
 
 def randn(*shape, seed=0): return np.random.default_rng(seed).standard_normal(shape)
 def close(t: Tensor, expected, kind: str) -> None:

@@ -1,7 +1,7 @@
 """Chapter 17, optimizers: several steps of SGD, Adam and AdamW against numpy implementations of PyTorch's update formulas."""
 import numpy as np
 import pytest
-from tiny import Device, Tensor, dtypes
+from tiny import Context, Tensor, dtypes
 from tiny.nn import BatchNorm, Linear
 from tiny.nn.optim import SGD, Adam, AdamW
 from tiny.nn.state import get_parameters
@@ -14,10 +14,9 @@ TOLERANCE = {
 STEPS = 4
 
 @pytest.fixture
-def on_device(device, monkeypatch):
-  monkeypatch.setattr(Device, "DEFAULT", device)
+def on_device(device):
   Tensor.manual_seed(0)
-  return device
+  with Context(DEVICE=device): yield device  # read at use: tensors made inside go to `device`
 
 # A least-squares problem: loss = mean((x @ W + b - y)^2), whose gradient numpy computes exactly.
 RNG = np.random.default_rng(0)

@@ -2,7 +2,7 @@
 import gzip, json, struct
 import numpy as np
 import pytest
-from tiny import Device, Tensor, dtypes, datasets
+from tiny import Context, Tensor, dtypes, datasets
 from tiny.nn import BatchNorm, Conv2d, LayerNorm, Linear
 from tiny.nn.state import get_parameters, get_state_dict, load_state_dict, safe_load, safe_save
 from conftest import NP
@@ -14,10 +14,9 @@ SAFETENSORS_DTYPE = {dtypes.bool: "BOOL", dtypes.int8: "I8", dtypes.uint8: "U8",
                      dtypes.float16: "F16", dtypes.float32: "F32", dtypes.float64: "F64"}
 
 @pytest.fixture
-def on_device(device, monkeypatch):
-  monkeypatch.setattr(Device, "DEFAULT", device)
+def on_device(device):
   Tensor.manual_seed(0)
-  return device
+  with Context(DEVICE=device): yield device  # read at use: tensors made inside go to `device`
 
 def edge_values(dtype) -> np.ndarray:
   """Every dtype's extremes and a few ordinary values, as a (2, 3) array."""
