@@ -1015,6 +1015,8 @@ class Buffer:
 # - `_programs`: compiled kernels by (AST, device), for the life of the
 #   process (chapter 13); `_kernel_names` counts the names given out, so each
 #   kernel's name is its own (`r_8_2_4n1` is the second `r_8_2_4`).
+# - `_schedules`: schedules by the structure of their graph (chapter 9), the
+#   last thousand, for the life of the process.
 # - `_capturing`: the calls a TinyJit is recording, only while it records
 #   (chapter 14).
 # - `Tensor.training`, `Tensor.grad_enabled`, and the random seed and counter
@@ -1027,6 +1029,7 @@ realized: weakref.WeakKeyDictionary[UOp, UOp] = weakref.WeakKeyDictionary()
 _tensors: weakref.WeakValueDictionary[int, Tensor] = weakref.WeakValueDictionary()  # by id: Tensor's == is elementwise
 _computed_from: weakref.WeakKeyDictionary[UOp, UOp] = weakref.WeakKeyDictionary()
 _grad_tensors: weakref.WeakValueDictionary[int, Tensor] = weakref.WeakValueDictionary()
+_schedules: dict[UOp, tuple[list[ScheduleItem], tuple[UOp, ...], list[UOp]]] = {}
 _programs: dict[tuple[UOp, str], Kernel] = {}
 _kernel_names: dict[str, int] = {}
 # while a TinyJit captures: ("kernel", buffers, Kernel), ("copy", buffers, None) or ("rng", [key buffer], count)
@@ -1062,7 +1065,8 @@ def _buffer_uop(buf: Buffer) -> UOp:
   return uop
 def _new_buffer(device: str, size: int, dtype: DType) -> UOp: return _buffer_uop(Buffer(device, size, dtype))
 
-def _buffer_of(view: UOp) -> Buffer: return _buffers[view if view.op is Ops.BUFFER else view.src[0]]
+def _base(view: UOp) -> UOp: return view.src[0] if view.op is Ops.RESHAPE else view  # a stored view's BUFFER
+def _buffer_of(view: UOp) -> Buffer: return _buffers[_base(view)]
 
 def _buffer_from_bytes(data: bytes, dtype: DType, shape: tuple[int, ...], device: str) -> UOp:
   uop = _new_buffer(device, prod(shape), dtype)
@@ -1811,6 +1815,16 @@ class TensorGradients:
 #   For the same reason, the input of a reduce that itself holds a reduce
 #   is stored: a reduction inside a reduction's loop would be recomputed on
 #   every trip around it.
+# - a value that runs a reduction and is read by more than one kernel: each
+#   would run the reduction again. In a training step the forward `x @ W1`
+#   is read by the forward pass and by the backward pass's relu mask;
+#   storing it once costs one store, recomputing it a whole matmul. (Readers
+#   in one kernel share the value: `relu(x @ W)` reads the product twice, in
+#   one loop.) Finding these is two linear walks: which values run a
+#   reduction (sources first), then which kernel reads each value (readers
+#   first: the one stored value whose kernel computes it inline, or several).
+#   A second round lets a value above a newly stored one, like
+#   `relu(x @ W1)`, go back to being recomputed.
 #
 # Everything else is recomputed where it is used, which for elementwise work
 # is cheaper than a round trip through memory.
@@ -1823,6 +1837,16 @@ class TensorGradients:
 # `PARAM`s instead of concrete buffers. Two kernels that do the same thing to
 # different buffers have the same AST, which is what makes the compiled
 # program reusable from one training step to the next.
+#
+# The whole schedule is reusable too. The second step of a training loop
+# builds the same graph as the first over other buffers. So before
+# scheduling, each buffer of the graph is replaced by a placeholder that
+# says only "the k-th buffer of this graph" (its dtype, size and device
+# kept): hash-consing makes the result the very same UOp for every step, and
+# it is the key of `_schedules`. Scheduling the placeholder graph makes new
+# buffers as placeholders too, so the rules allocate nothing; `create_schedule`
+# binds the placeholders to this call's buffers and allocates the new ones.
+# A step that was seen before runs no scheduling pass at all.
 
 @dataclass(frozen=True)
 class ScheduleItem:
@@ -1830,11 +1854,15 @@ class ScheduleItem:
   bufs: tuple[UOp, ...]   # the BUFFER UOps, in PARAM order (the output first)
 
 class ScheduleContext:
-  """The kernels scheduled so far, with what each must wait for."""
+  """The kernels scheduled so far, with what each must wait for, and the new buffers they store into."""
   def __init__(self) -> None:
+    self.new: list[UOp] = []           # placeholders for the buffers this schedule makes
     self.items: list[ScheduleItem] = []
     self.waits: list[set[int]] = []   # per item: the assign items whose result it reads
     self.assigns: set[int] = set()    # the items that write into an existing buffer
+  def new_buffer(self, device: str, size: int, dtype: DType) -> UOp:
+    self.new.append(_placeholder("new", len(self.new), dtype, device, size))
+    return self.new[-1]
   def add(self, item: ScheduleItem, waits: set[int], assign: bool = False) -> int:
     self.items.append(item)
     self.waits.append(waits)
@@ -1854,7 +1882,7 @@ pm_params = PatternMatcher([(UPat(Ops.BUFFER, name="b"), _buffer_to_param), (UPa
 
 def schedule_kernel(ctx: ScheduleContext, value: UOp, out: UOp | None = None) -> UOp:
   """Add a kernel that stores `value` (into `out`, or a new buffer) and return a view of the stored result."""
-  bufs, waits = [out if out is not None else _new_buffer(value.device, prod(value.shape), value.dtype)], set()
+  bufs, waits = [out if out is not None else ctx.new_buffer(value.device, prod(value.shape), value.dtype)], set()
   body = graph_rewrite(value, pm_params, ctx=(bufs, waits), name="buffers to params")
   store = UOp(Ops.STORE, dtypes.void, (UOp(Ops.PARAM, bufs[0].dtype, (), (0, bufs[0].size)), body))
   ctx.add(ScheduleItem(UOp.sink(store), tuple(bufs)), waits, assign=out is not None)
@@ -1864,7 +1892,7 @@ def schedule_copy(ctx: ScheduleContext, x: UOp) -> UOp:
   src, waits = x.src[0], set()
   if src.op is Ops.AFTER: src, waits = src.src[0], {src.arg}
   if not _is_stored(src): src = schedule_kernel(ctx, src)
-  out = _new_buffer(x.arg, prod(x.shape), x.dtype)
+  out = ctx.new_buffer(x.arg, prod(x.shape), x.dtype)
   ctx.add(ScheduleItem(UOp(Ops.COPY, x.dtype, (), x.arg), (out, src if src.op is Ops.BUFFER else src.src[0])), waits)
   return _reshape(out, x.shape)
 
@@ -1922,13 +1950,53 @@ pm_kernelize = PatternMatcher([
   (UPat(Ops.DETACH, src=(UPat(name="x"),)), lambda x: x),
 ])
 
+def _shared_reduces(sink: UOp) -> set[UOp]:
+  """The values that run a reduction and that more than one kernel reads (see the list above)."""
+  topo, users = list(sink.toposort()), {}
+  for u in topo:
+    for s in set(u.src): users.setdefault(s, []).append(u)
+  shared: set[UOp] = set()
+  for _ in range(2):  # the second round: above a value now stored, a reader may no longer run a reduction
+    holds: dict[UOp, bool] = {}
+    for u in topo: holds[u] = not _stores_itself(u) and (u.op is Ops.REDUCE_AXIS or any(holds[s] and s not in shared for s in u.src))
+    shared, kernel = set(), {}  # kernel: the one kernel that reads a value (a stored root), None when several do
+    for u in reversed(topo[:-1]):  # readers first; the last is the sink
+      readers = {p if p.op is Ops.SINK or _stores_itself(p) or p in shared else kernel[p] for p in users[u]}
+      kernel[u] = readers.pop() if len(readers) == 1 else None
+      if holds[u] and kernel[u] is None: shared.add(u)
+  return shared
+
+def _store_shared(ctx: set[UOp], u: UOp) -> UOp | None:
+  if u.op is Ops.CONTIGUOUS or not any(s in ctx for s in u.src): return None
+  return u.replace(src=tuple(UOp(Ops.CONTIGUOUS, s.dtype, (s,)) if s in ctx else s for s in u.src))
+
+pm_store_shared = PatternMatcher([(UPat(name="u"), _store_shared)])
+
+def _placeholder(kind: str, k: int, dtype: DType, device: str, size: int) -> UOp:
+  return UOp(Ops.BUFFER, dtype, (_device_uop(device),), ((kind, k), size))
+
+pm_placeholders = PatternMatcher([(UPat(Ops.BUFFER, name="b"), lambda ctx, b: ctx.get(b))])
+
+def schedule(sink: UOp) -> tuple[list[ScheduleItem], tuple[UOp, ...], list[UOp]]:
+  """Schedule a graph over placeholder buffers: the ordered items, a view of each output, and the new buffers."""
+  sink = graph_rewrite(sink, pm_realize_points, ctx={}, name="realize points")
+  sink = graph_rewrite(sink, pm_store_shared, ctx=_shared_reduces(sink), name="store shared reduces", pre_order=True)
+  ctx = ScheduleContext()
+  sink = graph_rewrite(sink, pm_kernelize, ctx=ctx, name="kernelize")
+  return order_schedule(ctx), tuple(x.src[0] if x.op is Ops.AFTER else x for x in sink.src), ctx.new
+
 def create_schedule(outs: list[UOp]) -> tuple[list[ScheduleItem], tuple[UOp, ...]]:
   """The kernels (and copies) that compute `outs`, in an order that respects their dependencies."""
   sink = graph_rewrite(UOp.sink(*outs), pm_reuse_realized, name="reuse realized", pre_order=True)
-  sink = graph_rewrite(sink, pm_realize_points, ctx={}, name="realize points")
-  ctx = ScheduleContext()
-  sink = graph_rewrite(sink, pm_kernelize, ctx=ctx, name="kernelize")
-  return order_schedule(ctx), tuple(x.src[0] if x.op is Ops.AFTER else x for x in sink.src)
+  inputs = [u for u in sink.toposort() if u.op is Ops.BUFFER]
+  names = {b: _placeholder("input", k, b.dtype, b.device, b.size) for k, b in enumerate(inputs)}
+  key = graph_rewrite(sink, pm_placeholders, ctx=names, name="buffers to placeholders")
+  if key not in _schedules:
+    if len(_schedules) >= 1000: del _schedules[next(iter(_schedules))]  # the oldest goes: a loop of ever new graphs stays bounded
+    _schedules[key] = schedule(key)
+  items, results, new = _schedules[key]
+  real = {names[b]: b for b in inputs} | {p: _new_buffer(p.device, p.size, p.dtype) for p in new}
+  return [ScheduleItem(i.ast, tuple(real[b] for b in i.bufs)) for i in items], tuple(_reshape(real[_base(r)], r.shape) for r in results)
 
 # The running example is one kernel. Its AST stores into PARAM 0 (a new
 # buffer of one element) the tensor graph of `c`, with its two inputs now
@@ -2823,8 +2891,6 @@ def _renamed(view: UOp) -> UOp:
   new = UOp(Ops.BUFFER, base.dtype, base.src, (next(_buffer_ids), base.size))
   _buffers[new] = _buffers[base]
   return _reshape(new, view.shape)
-
-def _base(view: UOp) -> UOp: return view.src[0] if view.op is Ops.RESHAPE else view
 
 def _is_view(u: UOp) -> bool:
   while u.op in GroupOp.Movement: u = u.src[0]

@@ -10,7 +10,7 @@ A device may list the tests it is known to fail in `spec/manifest/<DEVICE>.txt`,
 any text, `#` starts a comment). Those tests still run, as expected failures; one that starts passing is reported
 at the end, so the manifest only ever shrinks.
 """
-import pathlib, re, sys
+import contextlib, pathlib, re, sys
 import numpy as np
 import pytest
 import tiny
@@ -72,6 +72,18 @@ def check(t: Tensor, expected, kind: str | None = None, dtype=None) -> None:
     rtol, atol = TOLERANCE[(kind, t.dtype) if kind else t.dtype]
     np.testing.assert_allclose(got.astype(np.float64), expected.astype(np.float64), rtol=rtol, atol=atol)
   else: np.testing.assert_array_equal(got, expected)  # ints and bools exactly, compared as numbers
+
+@contextlib.contextmanager
+def watching_rewrites():
+  """Record the name of every graph_rewrite pass and every kernel compiled while the block runs, through the Tracer
+  hook that VIZ uses (chapter 4)."""
+  seen = {"passes": [], "kernels": []}
+  class Watch(tiny.Tracer):
+    def begin(self, name, root, pm): seen["passes"].append(name)
+    def kernel(self, name, src): seen["kernels"].append(name)
+  saved, tiny.tracer = tiny.tracer, Watch()
+  try: yield seen
+  finally: tiny.tracer = saved
 
 # ## Known failures
 

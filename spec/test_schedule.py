@@ -2,8 +2,9 @@
 stored results are reused, never recomputed. Counted with GlobalCounters.kernel_count on every device."""
 import numpy as np
 import pytest
-from tiny import Tensor, GlobalCounters, dtypes
-from conftest import check
+from tiny import Buffer, Device, Tensor, GlobalCounters, dtypes
+from tiny.nn.optim import SGD
+from conftest import check, watching_rewrites
 
 def kernels(*tensors: Tensor) -> int:
   """Realize the tensors and return how many kernels that ran."""
@@ -152,3 +153,59 @@ def test_copy_to_another_device_is_not_a_kernel():
   a = Tensor(data((3, 4)), device="PYTHON")
   assert kernels(a.to("CPU")) == 0
   assert kernels((a + 1).to("CPU")) == 1  # the addition runs on PYTHON, then bytes are copied
+
+# ## A training step: nothing computed twice, nothing done twice
+
+def mlp_step(device):
+  """An MLP training step (784-256-10, batch 128, SGD; 64-32-3, batch 8, on the slow PYTHON interpreter) and its sizes."""
+  n, d, h, k = (8, 64, 32, 3) if device == "PYTHON" else (128, 784, 256, 10)
+  rng = np.random.default_rng(0)
+  x = Tensor(rng.standard_normal((n, d)), device=device, dtype=dtypes.float32)
+  y = Tensor(rng.integers(0, k, n), device=device, dtype=dtypes.int32)
+  w1 = Tensor(rng.standard_normal((d, h)) * 0.05, device=device, dtype=dtypes.float32, requires_grad=True)
+  w2 = Tensor(rng.standard_normal((h, k)) * 0.05, device=device, dtype=dtypes.float32, requires_grad=True)
+  opt = SGD([w1, w2], lr=0.01)
+  def step():
+    opt.zero_grad()
+    loss = (x @ w1).relu().matmul(w2).sparse_categorical_crossentropy(y)
+    loss.backward()
+    opt.step()
+    return loss
+  return step, (n, d, h, k)
+
+def test_a_training_step_computes_each_matmul_once(device):
+  step, (n, d, h, k) = mlp_step(device)
+  step()
+  x, w = Tensor.ones(n, d, device=device).contiguous().realize(), Tensor.ones(d, h, device=device).contiguous().realize()
+  GlobalCounters.reset()
+  (x @ w).realize()
+  product = GlobalCounters.global_ops  # one n*d*h product, as the kernels count their work (index arithmetic included)
+  GlobalCounters.reset()
+  step()
+  # x@w1 and dw1 = x.T@dh are n*d*h products; everything else (the small products, the elementwise work) is far
+  # below half of one. Computing x@w1 a second time, in the backward pass, would add a whole product.
+  assert GlobalCounters.global_ops < 2.5 * product, f"{GlobalCounters.global_ops} ops, one product is {product}: a reduce ran twice"
+  assert GlobalCounters.kernel_count <= 30, f"{GlobalCounters.kernel_count} kernels"  # 30 when this was written
+
+def test_a_second_identical_step_schedules_lowers_and_compiles_nothing(device):
+  step, _ = mlp_step(device)
+  step(); step()
+  with watching_rewrites() as seen: step()
+  scheduling = [p for p in seen["passes"] if p not in ("reuse realized", "buffers to placeholders", "stored results to their graphs")]
+  assert scheduling == [] and seen["kernels"] == [], f"the third step ran {scheduling} and compiled {seen['kernels']}"
+
+def test_a_freed_buffer_is_reused_by_the_next_buffer_of_its_size(device):
+  b = Buffer(device, 1000, dtypes.float32)
+  block = b.block
+  del b
+  assert Buffer(device, 1000, dtypes.float32).block is block
+  assert Buffer(device, 999, dtypes.float32).block is not block
+
+def test_a_second_identical_step_allocates_no_fresh_memory(device, monkeypatch):
+  step, _ = mlp_step(device)
+  step(); step()
+  allocator, fresh = Device[device].allocator, []
+  real = allocator._alloc
+  monkeypatch.setattr(allocator, "_alloc", lambda nbytes: fresh.append(nbytes) or real(nbytes))
+  step()
+  assert fresh == [], f"the third step allocated {fresh} bytes afresh instead of reusing freed blocks"
