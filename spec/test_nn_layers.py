@@ -9,10 +9,9 @@ from tiny.nn.optim import LAMB
 import test_nn_ops as ref
 
 @pytest.fixture
-def on_device(device, monkeypatch):
-  monkeypatch.setattr(Device, "DEFAULT", device)
+def on_device(device):
   Tensor.manual_seed(0)
-  return device
+  with Context(DEVICE=device): yield device  # read at use: tensors made inside go to `device`
 
 def f64(t: Tensor) -> np.ndarray: return t.numpy().astype(np.float64)
 
