@@ -237,6 +237,13 @@ def ex_gradient_after_a_read(device):
   loss.backward()
   check(w.grad, 2 * a)
 
+def ex_reduce_read_by_two_kernels(device):
+  a = rng_data(3, 4)
+  s = Tensor(a, device=device).sum(1)  # read by both outputs' kernels: stored once
+  x, y = s + 1, s * 2
+  Tensor.realize(x, y)
+  check(x, a.sum(1) + 1); check(y, a.sum(1) * 2)
+
 def ex_contiguous_detach(device):
   a = rng_data(3, 4)
   check(Tensor(a, device=device).permute(1, 0).contiguous().detach() * 2, a.T * 2)
@@ -281,7 +288,7 @@ def ex_gated_store(device):
 
 TENSOR_EXAMPLES: dict[str, Callable[[str], None]] = {fn.__name__.removeprefix("ex_"): fn for fn in [
   ex_broadcast_chain, ex_permute_flip_reshape, ex_pad_shrink, ex_reductions, ex_matmul, ex_arange_cast_bitcast, ex_softmax,
-  ex_reuse_realized, ex_gradient_after_a_read, ex_contiguous_detach, ex_assign_then_read, ex_copy, ex_empty_reduce, ex_variable_in_a_kernel, ex_optimized_matmul, ex_unrolled_max, ex_gated_store]}
+  ex_reuse_realized, ex_gradient_after_a_read, ex_reduce_read_by_two_kernels, ex_contiguous_detach, ex_assign_then_read, ex_copy, ex_empty_reduce, ex_variable_in_a_kernel, ex_optimized_matmul, ex_unrolled_max, ex_gated_store]}
 
 # ## Gradients: on the device, against central differences of numpy
 
