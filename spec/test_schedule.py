@@ -157,8 +157,8 @@ def test_copy_to_another_device_is_not_a_kernel():
 # ## A training step: nothing computed twice, nothing done twice
 
 def mlp_step(device):
-  """An MLP training step (784-256-10, batch 128, SGD; 64-32-3, batch 8, on the slow PYTHON interpreter) and its sizes."""
-  n, d, h, k = (8, 64, 32, 3) if device == "PYTHON" else (128, 784, 256, 10)
+  """An MLP training step (784-256-10, batch 128, SGD; 64-32-3, batch 32, on the slow PYTHON interpreter) and its sizes."""
+  n, d, h, k = (32, 64, 32, 3) if device == "PYTHON" else (128, 784, 256, 10)
   rng = np.random.default_rng(0)
   x = Tensor(rng.standard_normal((n, d)), device=device, dtype=dtypes.float32)
   y = Tensor(rng.integers(0, k, n), device=device, dtype=dtypes.int32)
