@@ -204,6 +204,15 @@ def least_upper_dtype(*ds: DType) -> DType:
 # result is pushed through `truncate`: integers wrap around modulo 2^bits,
 # floats are rounded to their width (overflowing to infinity, as a C cast
 # does). ctypes performs the same double-to-float conversion C does.
+#
+# A float becomes an int the way C casts one where C defines it: truncated
+# toward zero. Where C does not (nan, infinities, values beyond the int's
+# range) tiny *saturates*: nan is 0, and everything else too big or too small
+# becomes the int's largest or smallest value (`300.0` as uint8 is 255,
+# `-1.0` is 0, `inf` as int32 is 2147483647). CUDA's conversions, Rust and
+# WebAssembly's saturating truncation give the same answers; a plain C cast
+# gives whatever the CPU's instruction does (INT_MIN on x86), so the C
+# renderer spells the saturation out (chapter 12).
 
 def _wrap_int(bits: int, signed: bool) -> Callable[[Any], int]:
   def wrap(x: Any) -> int:
@@ -229,8 +238,8 @@ truncate: dict[DType, Callable[[Any], Any]] = {
   **{d: _wrap_int(8*d.itemsize, not d.is_unsigned) for d in dtypes.all() if d.is_int}}
 
 def to_dtype(x: Any, dtype: DType) -> Any:
-  """Convert a Python value the way a C cast to `dtype` would (floats to ints truncate toward zero)."""
-  if dtype.is_int and isinstance(x, float): x = 0 if math.isnan(x) or math.isinf(x) else math.trunc(x)
+  """Convert a Python value the way a C cast to `dtype` would; floats to ints truncate toward zero and saturate (above)."""
+  if dtype.is_int and isinstance(x, float): x = 0 if x != x else dtype.min if x <= dtype.min else dtype.max if x >= dtype.max else math.trunc(x)
   return truncate[dtype](x)
 
 # # 3. UOps
@@ -321,16 +330,24 @@ class GroupOp:
 #
 # This table is the definition of every arithmetic op. The reference device
 # (chapter 15) runs it, constant folding (chapter 5) runs it, and every other
-# device is tested against it. Where C leaves a case undefined (integer
-# division by zero, shifting by the bit width or more, casting an out-of-range
-# float to an int) tiny leaves it undefined too and the spec suite does not
-# test it; everywhere else the C backends must agree with this table exactly.
+# device is tested against it, and must agree with it exactly. Where C
+# leaves a case undefined or lets it kill the process, this table still gives
+# an answer, so every device gives the same one; only shifts by a negative
+# amount or by the bit width or more stay undefined (no Tensor op makes them)
+# and untested.
 #
 # A few choices worth knowing:
 #
 # - `IDIV` and `MOD` are C's: division truncates toward zero and the remainder
 #   takes the dividend's sign. Python's floor `//` is built from them in
 #   chapter 7.
+# - Integer division by zero gives 0, and so does the remainder, as numpy
+#   does; the smallest int divided by -1 wraps to itself (remainder 0), like
+#   every other integer overflow. C traps on both (SIGFPE), so the C renderer
+#   guards a division unless its divisor is a constant other than 0 and -1:
+#   index arithmetic, which divides by constants, pays nothing.
+# - A cast of a float to an int saturates (chapter 2): nan is 0, inf and
+#   out-of-range values are the int's smallest or largest value.
 # - `MAX` propagates nan from either side, as numpy's `maximum` does.
 # - `RECIPROCAL(0)` is an infinity with the sign of the zero; the
 #   transcendental ops return nan outside their domain instead of raising.
@@ -342,11 +359,12 @@ def _sqrt(x: float) -> float: return math.nan if x < 0 else math.sqrt(x)
 def _sin(x: float) -> float: return math.nan if math.isinf(x) else math.sin(x)
 def _trunc(x: float) -> float: return x if math.isinf(x) or x != x else math.copysign(float(math.trunc(x)), x)
 def _cdiv(x: int, y: int) -> int: return 0 if y == 0 else abs(x) // abs(y) * (1 if (x < 0) == (y < 0) else -1)
+def _cmod(x: int, y: int) -> int: return 0 if y == 0 else x - _cdiv(x, y) * y
 
 python_alu: dict[Ops, Callable[..., Any]] = {
   Ops.NEG: lambda x: not x if isinstance(x, bool) else -x, Ops.RECIPROCAL: _recip, Ops.SQRT: _sqrt,
   Ops.EXP2: _exp2, Ops.LOG2: _log2, Ops.SIN: _sin, Ops.TRUNC: _trunc,
-  Ops.ADD: lambda x, y: x + y, Ops.MUL: lambda x, y: x * y, Ops.IDIV: _cdiv, Ops.MOD: lambda x, y: x - _cdiv(x, y) * y,
+  Ops.ADD: lambda x, y: x + y, Ops.MUL: lambda x, y: x * y, Ops.IDIV: _cdiv, Ops.MOD: _cmod,
   Ops.MAX: lambda x, y: x if (x != x or x > y) else y, Ops.CMPLT: lambda x, y: x < y, Ops.CMPNE: lambda x, y: x != y,
   Ops.AND: lambda x, y: x & y, Ops.OR: lambda x, y: x | y, Ops.XOR: lambda x, y: x ^ y,
   Ops.SHL: lambda x, y: x << y, Ops.SHR: lambda x, y: x >> y, Ops.WHERE: lambda c, x, y: x if c else y}
@@ -710,11 +728,14 @@ class PatternMatcher:
 #
 # A rule set that never settles would loop forever. Two shapes of that are
 # caught: a rewrite whose result leads back to a node still being rewritten
-# (a cycle, like `a+b -> b+a -> a+b`), and a chain of more than
-# `REWRITE_LIMIT` rewrites of one node. A third, growth that spreads over
-# ever new nodes, is caught by a budget on the total number of rewrites, far
-# above what a terminating pass needs. Each raises `RewriteError` naming the
-# pass and the rules that fired.
+# (a cycle, like `a+b -> b+a -> a+b`), and a chain of rewrites of one node
+# longer than the graph plus `REWRITE_LIMIT`, which only a rule that keeps
+# making new nodes produces. (A long graph may rewrite one node once per node
+# below it: lowering 1,000 permutes of a tensor walks the index through each
+# of them in turn. That is no cycle, and must work.) A third, growth that
+# spreads over ever new nodes, is caught by a budget on the total number of
+# rewrites, far above what a terminating pass needs. Each raises
+# `RewriteError` naming the pass and the rules that fired.
 #
 # Most passes rewrite sources first (post-order), so a rule sees a node whose
 # sources are already in final form. A few passes need to see the original
@@ -727,7 +748,7 @@ class PatternMatcher:
 # one), each call reports its input, every match (before, after, rule) and its
 # output; when none is, the cost is one check of a global.
 
-REWRITE_LIMIT = ContextVar("REWRITE_LIMIT", 1000, "most consecutive rewrites of one node before graph_rewrite gives up")
+REWRITE_LIMIT = ContextVar("REWRITE_LIMIT", 1000, "most consecutive rewrites of one node, beyond the graph's size, before graph_rewrite gives up")
 
 class RewriteError(RuntimeError): pass
 
@@ -758,7 +779,8 @@ def graph_rewrite(root: UOp, pm: PatternMatcher, ctx: Any = None, *, name: str, 
   done: dict[UOp, UOp] = {}
   active: dict[UOp, list[UPat]] = {}  # nodes whose rewritten value is still being computed -> rules fired so far
   stack: list[tuple[UOp, int, Any]] = [(root, 0, None)]
-  budget = [REWRITE_LIMIT.value * 10 + 50 * len(root.toposort())]  # total rewrites allowed: catches growth spread over new nodes
+  size = len(root.toposort())
+  budget, chain_limit = [REWRITE_LIMIT.value * 10 + 50 * size], REWRITE_LIMIT.value + size  # total rewrites, and of one node
 
   def offer(node: UOp, candidate: UOp) -> bool:
     """Offer `candidate` (node itself, or rebuilt) to the rules; on a match, schedule the result to be rewritten."""
@@ -766,7 +788,7 @@ def graph_rewrite(root: UOp, pm: PatternMatcher, ctx: Any = None, *, name: str, 
     result, rule = fired
     if tracer is not None: tracer.match(candidate, result, rule)
     rules, budget[0] = active[node] + [rule], budget[0] - 1
-    if len(rules) > REWRITE_LIMIT.value: raise RewriteError(_loop_message(name, f"more than {REWRITE_LIMIT.value} rewrites of one node", rules))
+    if len(rules) > chain_limit: raise RewriteError(_loop_message(name, f"more than {chain_limit} rewrites of one node", rules))
     if budget[0] < 0: raise RewriteError(_loop_message(name, "the graph keeps growing: far more rewrites than it has nodes", rules))
     if result in done:
       done[node] = done[result]
@@ -1206,6 +1228,13 @@ Device = _Device()
 # common shape before it builds an elementwise op, so the graph never has to
 # guess.
 
+def _fits(value: Any, dtype: DType) -> Any:
+  """A Python value given to build a tensor of `dtype`. An int that the dtype cannot hold raises, as in numpy 2:
+  wrapping it around, as arithmetic does, would silently store another number."""
+  if dtype.is_int and isinstance(value, int) and not isinstance(value, bool) and not dtype.min <= value <= dtype.max:
+    raise OverflowError(f"Python integer {value} out of bounds for {dtype.name} (its range is {dtype.min} to {dtype.max})")
+  return value
+
 def _const_uop(value: Any, dtype: DType, device: str, shape: tuple[int, ...] = ()) -> UOp:
   """A constant tensor: one CONST, reshaped to rank len(shape) and expanded to shape."""
   c = UOp(Ops.CONST, dtype, (_device_uop(device),), to_dtype(value, dtype))
@@ -1267,11 +1296,13 @@ class Tensor:
       return
     device = Device.canonicalize(device)
     if dtype is not None: Device.check_dtype(device, dtype)
-    if isinstance(data, (bool, int, float)): self.uop = _const_uop(data, dtype or dtypes.from_py(data), device)
+    if isinstance(data, (bool, int, float)):
+      dtype = dtype or dtypes.from_py(data)
+      self.uop = _const_uop(_fits(data, dtype), dtype, device)
     elif isinstance(data, (list, tuple)):
       flat, shape = _fully_flatten(data)
       dtype = dtype or dtypes.from_py(flat)
-      self.uop = _buffer_from_bytes(struct.pack(f"{len(flat)}{dtype.fmt}", *[to_dtype(v, dtype) for v in flat]), dtype, shape, device)
+      self.uop = _buffer_from_bytes(struct.pack(f"{len(flat)}{dtype.fmt}", *[to_dtype(_fits(v, dtype), dtype) for v in flat]), dtype, shape, device)
     elif type(data).__module__ == "numpy" and hasattr(data, "tobytes"):  # numpy stays optional: no import needed to recognize it
       src_dtype = _numpy_dtype(data.dtype)
       self.uop = _buffer_from_bytes(data.tobytes(order="C"), src_dtype, tuple(data.shape), device)
@@ -1350,7 +1381,7 @@ class Tensor:
     if any(s < 0 for s in shape): raise ValueError(f"negative dimension in shape {shape}")
     dtype, device = dtype or dtypes.from_py(fill_value), Device.canonicalize(device)
     Device.check_dtype(device, dtype)
-    return Tensor(_const_uop(fill_value, dtype, device, shape), requires_grad=requires_grad)
+    return Tensor(_const_uop(_fits(fill_value, dtype), dtype, device, shape), requires_grad=requires_grad)
   @staticmethod
   def zeros(*shape: Any, **kw: Any) -> Tensor: return Tensor.full(_shape_arg(shape), 0.0, **{"dtype": dtypes.default_float, **kw})
   @staticmethod
@@ -2520,10 +2551,27 @@ class Renderer:
     threads = tuple(u.src[0].arg for u in program if u.op is Ops.RANGE and u.arg[1] == "THREAD")
     return {"global_size": threads} if threads else {}
 
+# Two things C does not define are defined in chapters 2 and 3, so C must be
+# told: integer division by zero or of the smallest int by -1 (they trap), and
+# casts of nan, inf or out-of-range floats to ints. Their C forms test an
+# operand before using it, so `render` gives such operands names rather than
+# repeating their expressions.
+def _unsafe_division(x: UOp) -> bool:
+  return x.op in (Ops.IDIV, Ops.MOD) and not (x.src[1].op is Ops.CONST and x.src[1].arg not in (0, -1))
+def _float_to_int(x: UOp) -> bool: return x.op is Ops.CAST and x.src[0].dtype.is_float and x.dtype.is_int
+
 def _c_alu(ctx: CStyleRenderer, x: UOp) -> str:
   args = [ctx[s] for s in x.src]
   code = ctx.code_for_op[x.op](*args, x.src[-1].dtype)
+  if _unsafe_division(x):  # x/0 and x%0 are 0; INT_MIN/-1 is -INT_MIN, which wraps to INT_MIN, and its remainder 0
+    a, b = args
+    minus_one = "" if x.dtype.is_unsigned else f"({b}==-1)?{f'(-({a}))' if x.op is Ops.IDIV else '0'}:"
+    code = f"(({b}==0)?0:{minus_one}{code})"
   return f"(({ctx.types[x.dtype]}){code})" if x.dtype in ctx.narrow_types else code
+
+def _c_float_to_int(ctx: CStyleRenderer, x: UOp) -> str:
+  v, lo, hi, t = ctx[x.src[0]], x.dtype.min, x.dtype.max, ctx.types[x.dtype]  # lo and hi + 1 are powers of two, exact as floats
+  return f"(({v}!={v})?0:({v}<={float(lo)!r})?{ctx.render_const(lo, x.dtype)}:({v}>={float(hi + 1)!r})?{ctx.render_const(hi, x.dtype)}:(({t})({v})))"
 
 string_rewrite = PatternMatcher([
   (UPat(Ops.CONST, name="x"), lambda ctx, x: ctx.render_const(x.arg, x.dtype)),
@@ -2537,7 +2585,7 @@ string_rewrite = PatternMatcher([
   (UPat(Ops.STORE, src=(UPat(Ops.INDEX, src=(UPat(), UPat(), UPat.const(dtypes.bool, True))), UPat()), name="x"),
    lambda ctx, x: f"{ctx[x.src[0]]} = {ctx[x.src[1]]};"),
   (UPat(Ops.STORE, name="x"), lambda ctx, x: f"if ({ctx[x.src[0].valid]}) {ctx[x.src[0]]} = {ctx[x.src[1]]};"),
-  (UPat(Ops.CAST, name="x"), lambda ctx, x: f"(({ctx.types[x.dtype]})({ctx[x.src[0]]}))"),
+  (UPat(Ops.CAST, name="x"), lambda ctx, x: _c_float_to_int(ctx, x) if _float_to_int(x) else f"(({ctx.types[x.dtype]})({ctx[x.src[0]]}))"),
   (UPat(Ops.BITCAST, name="x"), lambda ctx, x: ctx.render_bitcast(ctx[x.src[0]], x.src[0].dtype, x.dtype)),
   (UPat(GroupOp.ALU, name="x"), _c_alu),
 ])
@@ -2591,7 +2639,7 @@ class CStyleRenderer(Renderer):
   def render_vector(self, u: UOp, text: str) -> str:
     if u.op is Ops.RANGE: return f"{self.type_of(u)} {self.names[u]} = {{{', '.join(map(str, range(self.width)))}}};"
     if u.op is Ops.DEFINE_ACC: return f"{self.type_of(u)} {self.names[u]} = ({self.type_of(u)}){{}} + {self[u.src[0]]};"
-    if u.op in (Ops.ACCUMULATE, Ops.INDEX) or (u.op in self.vector_ops and u.dtype in self.vector_dtypes): return text
+    if u.op in (Ops.ACCUMULATE, Ops.INDEX) or (u.op in self.vector_ops and u.dtype in self.vector_dtypes and not _unsafe_division(u)): return text
     index = u.src[0] if u.op in (Ops.LOAD, Ops.STORE) else None
     if index is not None and index.src[2].arg is True and _coefficient(index.src[1], self.lanes) == 1 and \
        (u.op is Ops.LOAD or u.src[1] in self.vec):
@@ -2613,7 +2661,7 @@ class CStyleRenderer(Renderer):
   def render(self, name: str, program: list[UOp]) -> str:
     uses: dict[UOp, int] = {}
     for u in program:
-      for s in u.src: uses[s] = uses.get(s, 0) + 1
+      for s in u.src: uses[s] = uses.get(s, 0) + (2 if _unsafe_division(u) or _float_to_int(u) else 1)  # named: tested, then used
     self.names, self.typedefs, self.lane = {}, {}, None
     self.lanes = next((u for u in program if u.op is Ops.RANGE and u.arg[1] == "UPCAST"), None)
     self.width, self.vec = self.lanes.src[0].arg if self.lanes else 1, set()

@@ -106,6 +106,13 @@ def test_float_to_int_truncates_toward_zero(d):
     assert to_dtype(v, d) == np.array([v]).astype(NP[d])[0], (d, v)
     assert to_dtype(v, d) == math.trunc(v)
 
+@pytest.mark.parametrize("d", INTS, ids=str)
+def test_float_to_int_saturates_outside_the_range_and_nan_is_zero(d):
+  big = float(2**70)
+  cases = [(math.nan, 0), (-math.nan, 0), (math.inf, d.max), (-math.inf, d.min), (big, d.max), (-big, d.min),
+           (float(d.max) + 1.0, d.max), (float(d.min) - 1.0, d.min), (float(d.min), d.min), (-0.9, 0), (300.7, min(300, d.max))]
+  for v, want in cases: assert to_dtype(v, d) == want, (d, v)
+
 def test_to_bool_is_nonzero():
   for v, want in [(0, False), (2, True), (-1, True), (0.0, False), (-0.0, False), (0.5, True), (math.nan, True), (math.inf, True)]:
     assert to_dtype(v, dtypes.bool) is want, v

@@ -179,6 +179,15 @@ def test_ops_on_the_wrong_kind_of_value(device, a):
   with raises(ValueError, "(2, 3)", "(3,)"): a.assign(Tensor.ones(3, device=device))
   still_usable(a)
 
+@pytest.mark.parametrize("make, value, dtype", [
+  (lambda d: Tensor([2**40], device=d), 2**40, "int32"), (lambda d: Tensor([300], dtype=dtypes.uint8, device=d), 300, "uint8"),
+  (lambda d: Tensor([[1, 2], [3, -1]], dtype=dtypes.uint16, device=d), -1, "uint16"), (lambda d: Tensor(2**63, dtype=dtypes.int64, device=d), 2**63, "int64"),
+  (lambda d: Tensor.full((2, 2), -129, dtype=dtypes.int8, device=d), -129, "int8")])
+def test_a_python_int_that_does_not_fit_the_dtype_raises_naming_both(device, make, value, dtype):
+  with raises(OverflowError, value, dtype): make(device)
+  edge = getattr(dtypes, dtype)
+  assert Tensor([edge.min, edge.max], dtype=edge, device=device).tolist() == [edge.min, edge.max]  # the ends themselves fit
+
 def test_bad_constructor_arguments(device):
   with raises(ValueError, "ragged"): Tensor([[1, 2], [3]], device=device)
   with raises(TypeError, "dict"): Tensor({"a": 1}, device=device)

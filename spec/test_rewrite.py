@@ -212,8 +212,16 @@ def test_unbounded_growth_raises_rewrite_error_naming_pass_and_rule():
 def test_rewrite_limit_is_a_setting():
   countdown = PatternMatcher([(UPat(Ops.CONST, name="c"), lambda c: const(c.arg - 1) if c.arg > 0 else None)])
   assert graph_rewrite(const(50), countdown, name="countdown") is const(0)
-  with Context(REWRITE_LIMIT=10):
-    with pytest.raises(RewriteError, match="more than 10"): graph_rewrite(const(50), countdown, name="countdown")
+  with Context(REWRITE_LIMIT=10):  # the limit counts beyond the graph's size: here one node
+    with pytest.raises(RewriteError, match="more than 11"): graph_rewrite(const(50), countdown, name="countdown")
+
+def test_a_chain_as_long_as_the_graph_is_not_a_loop():
+  # one rule walks a marker down a chain of 3,000 negations, rewriting the root once per node below it
+  x = UOp.variable("x", 0, 10)
+  chain = x
+  for _ in range(3000): chain = UOp(Ops.NEG, dtypes.int32, (chain,))
+  push = PatternMatcher([(UPat(Ops.NEG, src=(UPat(Ops.NEG, src=(UPat.var("y"),)),)), lambda y: y)])
+  assert graph_rewrite(chain, push, name="cancel", pre_order=True) is x
 
 # ## Tracing
 

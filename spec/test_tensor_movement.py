@@ -35,6 +35,12 @@ def test_permute_matches_numpy(device, order):
   check(Tensor(A, device=device).permute(order), A.transpose(order))
   check(Tensor(A, device=device).permute(*order), A.transpose(order))
 
+@pytest.mark.parametrize("n", [1000, 1001])
+def test_a_thousand_movement_ops_in_a_row_lower_with_the_default_rewrite_limit(device, n):
+  t, a = Tensor(A, device=device), A
+  for _ in range(n): t, a = t.permute(2, 0, 1), a.transpose(2, 0, 1)
+  check(t, a)
+
 def test_transpose_and_T(device):
   t = Tensor(A, device=device)
   check(t.transpose(0, 2), A.swapaxes(0, 2))

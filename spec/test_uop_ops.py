@@ -3,8 +3,9 @@
 Three kinds of op, three kinds of test:
 
 - **ALU ops, CAST and BITCAST** run as hand-built one-op kernels over every dtype the device supports, on edge
-  values (0, -0.0, 1, -1, inf, -inf, nan, the smallest and largest values, values that overflow, division by zero
-  for floats, shifts up to the bit width - 1). Each op is tested twice: with every operand *loaded* from memory,
+  values (0, -0.0, 1, -1, inf, -inf, nan, the smallest and largest values, values that overflow, division by zero,
+  the smallest int divided by -1, shifts up to the bit width - 1; casts also get floats just inside and outside
+  each int's range). Each op is tested twice: with every operand *loaded* from memory,
   and with operands that are *constants* in the program (one constant operand in a loop, and all operands
   constant); both parts share one kernel, so a test names its part and the compiler runs once.
   The program is made with `tiny.linearize` and never simplified, so a constant operand reaches the renderer as a
@@ -20,9 +21,9 @@ Three kinds of op, three kinds of test:
 Every buffer a kernel gets is followed by guard elements it must leave alone, and its outputs start as garbage,
 so a kernel that writes past the end (a loop bound off by one) or skips an element fails too.
 
-What C leaves undefined no device owes any answer for, and is not tested: integer division by zero, INT_MIN / -1
-and INT_MIN % -1 in int and long (narrower types compute in int, where it is defined), shifts by a negative
-amount or by the bit width or more, and casts of nan, inf or out-of-range floats to integers.
+Integer division by zero, INT_MIN / -1 and casts of nan, inf and out-of-range floats to ints are undefined in C but
+defined by tiny (chapters 2 and 3), and tested like everything else. Only shifts by a negative amount or by the bit
+width or more stay undefined: no device owes an answer there, and they are not tested.
 """
 from __future__ import annotations
 import concurrent.futures, functools, itertools, math, os, struct
@@ -179,13 +180,6 @@ def operand_values(op: Ops, dtype: DType, position: int) -> tuple:
   if op in (Ops.SHL, Ops.SHR) and position == 1: return shift_amounts(dtype)
   return edges(operand_dtypes(op, dtype)[position])
 
-def defined(op: Ops, dtype: DType, args: tuple) -> bool:
-  """False where C leaves the result undefined: no device owes an answer there."""
-  if op in (Ops.IDIV, Ops.MOD):
-    if args[1] == 0: return False  # integer division by zero
-    if not dtype.is_unsigned and dtype.itemsize >= 4 and args == (dtype.min, -1): return False  # INT_MIN / -1 overflows int and long
-  return True  # shifts: only amounts 0 .. width-1 are ever built; negative values shifted left wrap, as gcc defines
-
 def bits(v) -> object: return ("nan",) if v != v else (v, math.copysign(1.0, v)) if isinstance(v, float) else (v, type(v))  # -0.0 is not 0.0
 
 def alu(op: Ops, dtype: DType, srcs: tuple[UOp, ...]) -> UOp: return UOp(op, result_dtype(op, dtype), srcs)
@@ -199,7 +193,7 @@ def build_alu_kernel(op: Ops, dtype: DType, variants: tuple[str, ...]) -> tuple[
   """One kernel holding the given variants of (op, dtype): the kernel, its name, its stores, and per variant the
   outputs to check with their (description, expected value) cases."""
   n_src, src_dtypes, out_dtype = arity(op), operand_dtypes(op, dtype), result_dtype(op, dtype)
-  everything = [args for args in itertools.product(*(operand_values(op, dtype, p) for p in range(n_src))) if defined(op, dtype, args)]
+  everything = list(itertools.product(*(operand_values(op, dtype, p) for p in range(n_src))))  # shifts: amounts 0 .. width-1 only
   k, stores, checks, loops = Kernel(), [], {v: [] for v in variants}, 0
   def loop_group(variant: str, args_list: list[tuple], const: tuple[bool, ...]) -> None:
     """One loop over args_list: loaded operands come from input buffers, constant ones are CONSTs in the program."""
@@ -275,10 +269,15 @@ def test_alu(device, op, dtype, variant):
 # One kernel per source dtype (and variant) converts its edge values to every destination dtype at once; each
 # (source, destination) pair is its own test, reading its part of the shared run.
 
-def cast_defined(value, src: DType, dst: DType) -> bool:
-  """Casting nan, inf or a float out of the destination's range to an integer is undefined in C."""
-  if not (src.is_float and dst.is_int): return True
-  return not (math.isnan(value) or math.isinf(value)) and dst.min <= math.trunc(value) <= dst.max
+@functools.cache
+def cast_values(src: DType) -> tuple:
+  """The edge values, and for floats the ends of every int's range and their neighbours: where saturation starts."""
+  if not src.is_float: return edges(src)
+  ends = [v for d in dtypes.all() if d.is_int for end in (d.min, d.max + 1) for v in (end, end - 0.5, end + 0.5, -end)]
+  values = list(edges(src))
+  for v in (to_dtype(float(v), src) for v in [*ends, 255.9, 256.0, -0.9, 2**31 - 128, 2**63 - 1024, 2**64 - 2048]):
+    if not math.isinf(v) and bits(v) not in {bits(x) for x in values}: values.append(v)
+  return tuple(values)
 
 def bitcast_targets(src: DType) -> list[DType]:
   return [d for d in dtypes.all() if d.itemsize == src.itemsize and dtypes.bool not in (d, src)]
@@ -291,7 +290,7 @@ def run_conversions(device: str, op: Ops, src: DType, variant: str) -> dict[DTyp
   targets = [d for d in (dtypes.all() if op is Ops.CAST else bitcast_targets(src)) if d in supported]
   k, stores, checks = Kernel(), [], {}
   for i, dst in enumerate(targets):
-    values = [v for v in edges(src) if op is Ops.BITCAST or cast_defined(v, src, dst)]
+    values = list(edges(src) if op is Ops.BITCAST else cast_values(src))
     want = [to_dtype(v, dst) if op is Ops.CAST else bitcast_value(v, src, dst) for v in values]
     out = k.output(dst, len(values))
     if variant == "loaded":
