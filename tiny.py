@@ -488,7 +488,10 @@ class UOp(MathMixin, metaclass=UOpMetaClass):
   # `1.0` and matches a float pattern.
   @staticmethod
   def const(dtype: DType, value: Any) -> UOp: return UOp(Ops.CONST, dtype, arg=to_dtype(value, dtype))
-  def const_like(self, b: Any) -> UOp: return UOp.const(self.dtype, b)
+  def const_like(self, b: Any) -> UOp:
+    """A constant like this UOp: its dtype and, for a tensor, its shape, so a rule folding `x ^ x` to 0 keeps the shape."""
+    c, shape = UOp.const(self.dtype, b), self.shape
+    return c if not shape else UOp(Ops.EXPAND, self.dtype, (UOp(Ops.RESHAPE, self.dtype, (c,), (1,) * len(shape)),), shape)
   @staticmethod
   def variable(name: str, vmin: int, vmax: int, dtype: DType = dtypes.int32) -> UOp:
     return UOp(Ops.DEFINE_VAR, dtype, arg=(name, vmin, vmax))
@@ -1043,6 +1046,8 @@ class Buffer:
 #   (chapter 14).
 # - `Tensor.training`, `Tensor.grad_enabled`, and the random seed and counter
 #   (chapter 16): process-wide switches, set by the user.
+# - `_cache_off`: set when the compiler cache folder proved unusable (chapter
+#   13), so it is warned about once and not tried again; for the process.
 # - `GlobalCounters`: kernels run and their work, until `reset()`.
 # - `Device.opened`: the devices opened so far, for the life of the process.
 _buffers: weakref.WeakKeyDictionary[UOp, Buffer] = weakref.WeakKeyDictionary()
@@ -1054,6 +1059,7 @@ _grad_tensors: weakref.WeakValueDictionary[int, Tensor] = weakref.WeakValueDicti
 _schedules: dict[UOp, tuple[list[ScheduleItem], tuple[UOp, ...], list[UOp]]] = {}
 _programs: dict[tuple[UOp, str], Kernel] = {}
 _kernel_names: dict[str, int] = {}
+_cache_off = False
 # while a TinyJit captures: ("kernel", buffers, Kernel), ("copy", buffers, None) or ("rng", [key buffer], count)
 _capturing: list[tuple[str, list[Buffer], Any]] | None = None
 
@@ -2740,15 +2746,29 @@ class Compiler:
   cache_key = ""
   def compile(self, src: str) -> bytes: raise NotImplementedError
   def compile_cached(self, src: str) -> bytes:
-    if DISABLE_COMPILER_CACHE: return self.compile(src)
+    if DISABLE_COMPILER_CACHE or _cache_off: return self.compile(src)
     folder = pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache") / "tiny"
-    path = folder / hashlib.sha256(f"{type(self).__name__} {self.cache_key}\n{src}".encode()).hexdigest()
-    if path.exists(): return path.read_bytes()
+    name = f"{type(self).__name__} {self.cache_key}\n{src}".encode()
+    path = folder / hashlib.sha256(name).hexdigest()
+    # An entry is a checksum of its name and contents, then the contents: a truncated, damaged or foreign entry
+    # (another entry's file, copied here) fails the check and is compiled again.
+    try: entry = path.read_bytes() if path.exists() else b""
+    except OSError as e:
+      _cache_unusable(folder, e)
+      return self.compile(src)
+    if entry[:32] == hashlib.sha256(name + entry[32:]).digest(): return entry[32:]
     lib = self.compile(src)
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=folder, delete=False) as f: f.write(lib)
-    os.replace(f.name, path)  # atomic: another process never sees half a file
+    try:
+      folder.mkdir(parents=True, exist_ok=True)
+      with tempfile.NamedTemporaryFile(dir=folder, delete=False) as f: f.write(hashlib.sha256(name + lib).digest() + lib)
+      os.replace(f.name, path)  # atomic: another process never sees half a file
+    except OSError as e: _cache_unusable(folder, e)
     return lib
+
+def _cache_unusable(folder: pathlib.Path, error: OSError) -> None:
+  global _cache_off
+  _cache_off = True  # the warning is given once, and the folder not tried again
+  warnings.warn(f"the compiler cache folder {folder} is not usable ({error}): compiling every kernel without it", RuntimeWarning)
 
 # ## Running a schedule
 #
