@@ -1737,7 +1737,11 @@ def _reduce_gradient(ctx: Tensor, x: UOp) -> tuple[Tensor | None]:
   if op is Ops.MAX:  # split between the elements that reached the maximum
     hit = (src == Tensor(x).expand(src.shape)).cast(ctx.dtype)
     return (hit * (ctx / hit.sum(x.axes, keepdim=True)).expand(src.shape),)
-  return ((ctx * Tensor(x)).expand(src.shape) / src,)  # MUL: the product of the others
+  # MUL: the product of the others. That is the product over the element, unless it is 0: with one zero in the
+  # reduction, the zero's gradient is the product of the nonzero elements and every other gets 0.
+  zero = src == 0
+  nonzero, zeros = zero.where(1, src).prod(x.axes, keepdim=True), zero.sum(x.axes, keepdim=True)
+  return (ctx.expand(src.shape) * (zeros == 0).where(nonzero / src, (zero & (zeros == 1)).where(nonzero, 0)),)
 
 def _max_gradient(ctx: Tensor, x: UOp) -> tuple[Tensor, Tensor]:
   a, b = Tensor(x.src[0]), Tensor(x.src[1])
@@ -3386,6 +3390,7 @@ class TensorActivations:
   def mish(self) -> Tensor: return self * self.softplus().tanh()
   def softsign(self) -> Tensor: return self / (1 + self.abs())
   def logsigmoid(self) -> Tensor: return -(-self).softplus()
+  def softmin(self, axis: int = -1) -> Tensor: return (-self).softmax(axis)
 
 # ## More movement
 # Reshapes and expands with friendlier arguments.

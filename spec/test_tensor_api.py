@@ -81,6 +81,11 @@ def test_sigmoid_and_tanh_at_extreme_inputs_have_no_nan_in_value_or_gradient(dev
     np.testing.assert_allclose(out.numpy(), expected, atol=1e-6)
     np.testing.assert_allclose(g.numpy(), slope, atol=1e-6)
 
+def test_softmin_is_softmax_of_the_negation(device):
+  x = data((2, 5), 20)
+  e = np.exp(-(x - x.min(1, keepdims=True)))
+  check(Tensor(x.astype(np.float32), device=device).softmin(1), e / e.sum(1, keepdims=True), "transcendental")
+
 def test_softplus_does_not_overflow(device):
   check(Tensor([-200.0, 0.0, 200.0], device=device).softplus(), [0.0, math.log(2), 200.0])
 
@@ -194,6 +199,11 @@ def test_abs_gradient_is_0_at_0_and_clip_gradient_is_1_at_the_bounds(device):
   assert t.clip(-1, 1).sum().gradient(t)[0].tolist() == [0.0, 1.0, 1.0, 1.0, 0.0]
   check(Tensor([-3.0, 0.0, 3.0, math.nan], device=device).clip(-1, 1), [-1.0, 0.0, 1.0, math.nan])
   check(Tensor([1.0, 5.0], device=device).clip(3, 2), [2.0, 2.0])  # min above max: max wins, as torch.clamp
+
+def test_prod_gradient_with_zeros_is_the_product_of_the_others(device):
+  t = Tensor([[2.0, 0.0, 3.0], [0.0, 0.0, 5.0], [1.5, 2.0, -1.0]], device=device, requires_grad=True)
+  (g,) = t.prod(1).sum().gradient(t)
+  assert g.tolist() == [[0.0, 6.0, 0.0], [0.0, 0.0, 0.0], [-2.0, -1.5, 3.0]]
 
 # ## Running reductions
 
