@@ -3513,6 +3513,8 @@ class TensorIndexing:
       else:
         if not isinstance(i, Tensor) and (bad := [v for v in _fully_flatten(i)[0] if not isinstance(v, int) or not -t.shape[dim] <= v < t.shape[dim]]):
           raise IndexError(f"index {bad[0]} is out of bounds for axis {dim} with size {t.shape[dim]}")
+        if not isinstance(i, Tensor) and all(isinstance(v, bool) for v in _fully_flatten(i)[0]):  # numpy would read a mask
+          raise IndexError(f"a list of bools {i} as an index: boolean masks are not supported, use masked_select")
         out_index.append(i if isinstance(i, Tensor) else Tensor(list(i), device=self.device, dtype=dtypes.int32)); dim += 1
     tensor_axes = [d for d, i in enumerate(out_index) if isinstance(i, Tensor)]
     return t._gather_axes(tensor_axes, [out_index[d] for d in tensor_axes]) if tensor_axes else t

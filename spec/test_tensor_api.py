@@ -297,6 +297,10 @@ def test_list_and_tuple_indices_gather(device):
 def test_out_of_range_list_or_int_index_raises_naming_it(device, index):
   with pytest.raises(IndexError, match="out of bounds"): Tensor.zeros(4, 5, device=device)[index]
 
+def test_a_list_of_bools_is_not_a_mask(device):
+  with pytest.raises(IndexError, match="masked_select"): Tensor.zeros(2, 3, device=device)[[True, False]]
+  check(Tensor([1.0, 2.0, 3.0], device=device)[[True, False, 2]], [2.0, 1.0, 3.0])  # mixed with ints, bools are 1 and 0
+
 def test_out_of_range_tensor_index_reads_zero(device):
   # documented in the Indexing section: a tensor's values are not known when the op is built
   check(Tensor([1.0, 2.0, 3.0], device=device)[Tensor([1, 5], device=device)], [2.0, 0.0])
