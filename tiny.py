@@ -488,10 +488,10 @@ class UOp(MathMixin, metaclass=UOpMetaClass):
   # `1.0` and matches a float pattern.
   @staticmethod
   def const(dtype: DType, value: Any) -> UOp: return UOp(Ops.CONST, dtype, arg=to_dtype(value, dtype))
-  def const_like(self, b: Any) -> UOp:
-    """A constant like this UOp: its dtype and, for a tensor, its shape, so a rule folding `x ^ x` to 0 keeps the shape."""
-    c, shape = UOp.const(self.dtype, b), self.shape
-    return c if not shape else UOp(Ops.EXPAND, self.dtype, (UOp(Ops.RESHAPE, self.dtype, (c,), (1,) * len(shape)),), shape)
+  def const_like(self, b: Any, dtype: DType | None = None) -> UOp:
+    """A constant like this UOp: its dtype (unless given) and, for a tensor, its shape, so a rule folding `x ^ x` to 0 keeps the shape."""
+    c, shape = UOp.const(dtype or self.dtype, b), self.shape
+    return c if not shape else UOp(Ops.EXPAND, c.dtype, (UOp(Ops.RESHAPE, c.dtype, (c,), (1,) * len(shape)),), shape)
   @staticmethod
   def variable(name: str, vmin: int, vmax: int, dtype: DType = dtypes.int32) -> UOp:
     return UOp(Ops.DEFINE_VAR, dtype, arg=(name, vmin, vmax))
@@ -865,7 +865,7 @@ def _is_int(*us: UOp) -> bool: return all(u.dtype.is_int for u in us)
 def _pinned(x: UOp) -> UOp | None:
   """An integer or bool node whose bounds allow a single value is that value."""
   if x.op in (Ops.CONST, Ops.DEFINE_VAR) or not (x.dtype.is_int or x.dtype.fmt == "?"): return None
-  return UOp.const(x.dtype, x.vmin) if x.vmin == x.vmax else None
+  return x.const_like(x.vmin) if x.vmin == x.vmax else None
 
 def _order_commutative(x: UOp) -> UOp | None:
   a, b = x.src
@@ -930,11 +930,11 @@ symbolic_simple = PatternMatcher([
   (UPat(Ops.WHERE, src=(UPat.const(dtypes.bool, True), x_, y_)), lambda x, y: x),
   (UPat(Ops.WHERE, src=(UPat.const(dtypes.bool, False), x_, y_)), lambda x, y: y),
   (UPat(Ops.WHERE, src=(UPat.var(), x_, x_)), lambda x: x),
-  (UPat(Ops.CMPLT, src=(x_, x_)), lambda x: UOp.const(dtypes.bool, False)),
+  (UPat(Ops.CMPLT, src=(x_, x_)), lambda x: x.const_like(False, dtypes.bool)),
   # identities that only hold for integers (for floats, inf*0 and nan != nan differ)
   (x_ * 0, lambda x: x.const_like(0) if _is_int(x) else None),
   (x_ % 1, lambda x: x.const_like(0) if _is_int(x) else None),
-  (UPat(Ops.CMPNE, src=(x_, x_)), lambda x: UOp.const(dtypes.bool, False) if _is_int(x) else None),
+  (UPat(Ops.CMPNE, src=(x_, x_)), lambda x: x.const_like(False, dtypes.bool) if _is_int(x) else None),
   (x_ ^ x_, lambda x: x.const_like(0)),
   (UPat((Ops.AND, Ops.OR), src=(x_, x_)), lambda x: x),
   # bool algebra

@@ -56,3 +56,9 @@ def test_float_to_int_cast_saturates_and_nan_is_zero(device, src, d):
   want = [0 if v != v else d.min if v <= d.min else d.max if v >= d.max else math.trunc(v) for v in values]
   assert Tensor(values, dtype=src, device=device).cast(d).tolist() == want
   assert [Tensor(v, dtype=src, device=device).cast(d).item() for v in values] == want  # folded
+
+@pytest.mark.parametrize("op", ["<", "!=", ">"])
+def test_a_comparison_of_a_tensor_with_itself_folds_and_keeps_its_shape(device, op):
+  t = Tensor.full((2, 3), 3, device=device)
+  out = {"<": t < t, "!=": t != t, ">": t > t}[op]
+  assert out.sum(0).tolist() == [0, 0, 0] and out.shape == (2, 3)
