@@ -34,7 +34,8 @@
 #
 # tiny consumes nothing: this file imports only the Python standard library.
 from __future__ import annotations
-import atexit, contextlib, ctypes, functools, gzip, hashlib, heapq, http.server, importlib.util, inspect, itertools, json, linecache, math, os, pathlib, string, struct, sys, tempfile, time, types, warnings, weakref
+import atexit, contextlib, ctypes, functools, gzip, hashlib, heapq, http.server, importlib.util, inspect, itertools, json, linecache, math
+import os, pathlib, string, struct, sys, tempfile, time, types, warnings, weakref
 from dataclasses import dataclass
 from enum import Enum, auto
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -57,7 +58,8 @@ def getenv(key: str, default: Any = 0) -> Any:
   value = os.environ.get(key)
   if value is None: return default
   try: return type(default)(value)
-  except ValueError: raise ValueError(f"environment variable {key}={value!r} must be {'an integer' if isinstance(default, int) else 'a number'}") from None
+  except ValueError:
+    raise ValueError(f"environment variable {key}={value!r} must be {'an integer' if isinstance(default, int) else 'a number'}") from None
 
 class ContextVar:
   registry: dict[str, ContextVar] = {}
@@ -1255,7 +1257,8 @@ def _fully_flatten(data: Any) -> tuple[list[Any], tuple[int, ...]]:
     level = level[0] if len(level) else None
   flat = [data]
   for n in shape:
-    if not all(isinstance(v, (list, tuple)) and len(v) == n for v in flat): raise ValueError(f"ragged nested list: expected every row to have length {n}")
+    if not all(isinstance(v, (list, tuple)) and len(v) == n for v in flat):
+      raise ValueError(f"ragged nested list: expected every row to have length {n}")
     flat = [x for v in flat for x in v]
   return flat, tuple(shape)
 
@@ -1382,7 +1385,8 @@ class Tensor:
     Device.check_dtype(device, dtype)
     return Tensor(_reshape(_new_buffer(device, prod(shape), dtype), shape))
   @staticmethod
-  def full(shape: tuple[int, ...] | int, fill_value: Any, device: str | None = None, dtype: DType | None = None, requires_grad: bool | None = None) -> Tensor:
+  def full(shape: tuple[int, ...] | int, fill_value: Any, device: str | None = None, dtype: DType | None = None,
+           requires_grad: bool | None = None) -> Tensor:
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     if any(s < 0 for s in shape): raise ValueError(f"negative dimension in shape {shape}")
     dtype, device = dtype or dtypes.from_py(fill_value), Device.canonicalize(device)
@@ -1400,7 +1404,8 @@ class Tensor:
     n = max(0, math.ceil((stop - start) / step))
     idx = Tensor(UOp(Ops.ARANGE, dtypes.int32, (_device_uop(Device.canonicalize(device)),), n))
     return (idx.cast(dtype) * step + start).cast(dtype)
-  def full_like(self, fill_value: Any, **kw: Any) -> Tensor: return Tensor.full(self.shape, fill_value, **{"device": self.device, "dtype": self.dtype, **kw})
+  def full_like(self, fill_value: Any, **kw: Any) -> Tensor:
+    return Tensor.full(self.shape, fill_value, **{"device": self.device, "dtype": self.dtype, **kw})
   def zeros_like(self, **kw: Any) -> Tensor: return self.full_like(0, **kw)
   def ones_like(self, **kw: Any) -> Tensor: return self.full_like(1, **kw)
   def empty_like(self, **kw: Any) -> Tensor: return Tensor.empty(self.shape, **{"device": self.device, "dtype": self.dtype, **kw})
@@ -1440,7 +1445,8 @@ class Tensor:
     return x._alu(Ops.ADD, y.neg())
   def div(self, y: Any, reverse: bool = False, rounding_mode: str | None = None) -> Tensor:
     """True division (ints become floats), or rounded toward zero ('trunc') or down ('floor'), as torch.div."""
-    if rounding_mode not in (None, "trunc", "floor"): raise ArgumentError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
+    if rounding_mode not in (None, "trunc", "floor"):
+      raise ArgumentError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
     x, y = self._broadcasted(y, reverse)
     if rounding_mode == "trunc": return x.idiv(y)
     if rounding_mode == "floor":
@@ -1474,7 +1480,8 @@ class Tensor:
     exponent = y
     x, y = self._broadcasted(y, reverse)
     if not x.dtype.is_float:
-      if not reverse and isinstance(exponent, int) and exponent < 0: raise RuntimeError(f"pow: an int tensor to the power {exponent} is not an int; cast it to float first")
+      if not reverse and isinstance(exponent, int) and exponent < 0:
+        raise RuntimeError(f"pow: an int tensor to the power {exponent} is not an int; cast it to float first")
       return x.cast(dtypes.default_float).pow(y.cast(dtypes.default_float)).round().cast(x.dtype)
     # The value is exp2(y*log2|x|), with the sign of an odd power and NaN for a fraction of a negative number. Its
     # derivatives are written out (and attached by `_gradient_only`) because the chain rule through exp2 and log2
@@ -1516,7 +1523,8 @@ class Tensor:
   def bitwise_and(self, y: Any) -> Tensor: return self._bitwise(Ops.AND, y)
   def bitwise_or(self, y: Any) -> Tensor: return self._bitwise(Ops.OR, y)
   def bitwise_xor(self, y: Any) -> Tensor: return self._bitwise(Ops.XOR, y)
-  def bitwise_not(self) -> Tensor: return self.logical_not() if self.dtype == dtypes.bool else self._bitwise(Ops.XOR, -1 if not self.dtype.is_unsigned else self.dtype.max)
+  def bitwise_not(self) -> Tensor:
+    return self.logical_not() if self.dtype == dtypes.bool else self._bitwise(Ops.XOR, -1 if not self.dtype.is_unsigned else self.dtype.max)
   def lshift(self, y: Any) -> Tensor: return self._bitwise(Ops.SHL, y)
   def rshift(self, y: Any) -> Tensor: return self._bitwise(Ops.SHR, y)
 
@@ -1525,7 +1533,8 @@ class Tensor:
     Device.check_dtype(self.device, dtype)
     return self if self.dtype == dtype else Tensor(UOp(Ops.CAST, dtype, (self.uop,)))
   def bitcast(self, dtype: DType) -> Tensor:
-    if dtype.itemsize != self.dtype.itemsize: raise ValueError(f"bitcast needs dtypes of one size: {self.dtype} is {self.dtype.itemsize} bytes, {dtype} is {dtype.itemsize}")
+    if dtype.itemsize != self.dtype.itemsize:
+      raise ValueError(f"bitcast needs dtypes of one size: {self.dtype} is {self.dtype.itemsize} bytes, {dtype} is {dtype.itemsize}")
     Device.check_dtype(self.device, dtype)
     return self if self.dtype == dtype else Tensor(UOp(Ops.BITCAST, dtype, (self.uop,)))
   def float(self) -> Tensor: return self.cast(dtypes.float32)
@@ -1573,7 +1582,8 @@ class Tensor:
   def view(self, *shape: Any) -> Tensor: return self.reshape(*shape)
   def permute(self, *order: Any) -> Tensor:
     order = tuple(_axis(i, self.ndim, self.shape) for i in _shape_arg(order))
-    if sorted(order) != list(range(self.ndim)): raise ArgumentError(f"permute order {order} is not a permutation of the {self.ndim} axes of shape {self.shape}")
+    if sorted(order) != list(range(self.ndim)):
+      raise ArgumentError(f"permute order {order} is not a permutation of the {self.ndim} axes of shape {self.shape}")
     return self if order == tuple(range(self.ndim)) else Tensor(_movement(self.uop, Ops.PERMUTE, order))
   def transpose(self, dim0: int = 1, dim1: int = 0) -> Tensor:
     order = list(range(self.ndim))
@@ -1594,7 +1604,8 @@ class Tensor:
     """`padding` is ((before, after), ...) per axis (None for none), or flat, PyTorch-style, last axis first. The new
     elements are `value` (mode 'constant'), or copied from the tensor: mirrored ('reflect'), the edge repeated
     ('replicate'), or wrapped around ('circular'), as torch.nn.functional.pad."""
-    if mode not in ("constant", "reflect", "replicate", "circular"): raise NotImplementedError(f"pad: mode {mode!r} is not one of constant, reflect, replicate, circular")
+    if mode not in ("constant", "reflect", "replicate", "circular"):
+      raise NotImplementedError(f"pad: mode {mode!r} is not one of constant, reflect, replicate, circular")
     if all(isinstance(p, int) for p in padding):
       if len(padding) % 2 or len(padding) // 2 > self.ndim: raise ValueError(f"flat padding {tuple(padding)} does not fit shape {self.shape}")
       pairs = [(0, 0)] * (self.ndim - len(padding) // 2) + [(padding[i], padding[i+1]) for i in range(len(padding) - 2, -1, -2)]
@@ -2707,7 +2718,8 @@ class CStyleRenderer(Renderer):
     written = {u.src[0].src[0] for u in program if u.op is Ops.STORE}
     args = [f"{'' if p in written else 'const '}{self.types[p.dtype]}* {self.restrict} {self.names[p]}" for _, p in sorted(params.items())]
     args += [self.special_params[k] for k in sorted(specials) if k in self.special_params]
-    return self.prefix + "".join(t + "\n" for t in self.typedefs.values()) + f"{self.kernel_prefix} {name}({', '.join(args)}) {{\n" + "\n".join(lines) + "\n}\n"
+    signature = f"{self.kernel_prefix} {name}({', '.join(args)}) {{\n"
+    return self.prefix + "".join(t + "\n" for t in self.typedefs.values()) + signature + "\n".join(lines) + "\n}\n"
 
 # The running example in order, and as C. Constants and the accumulator come
 # first, the loop holds the loads, the multiply and the update, and the store
@@ -3238,13 +3250,15 @@ class TensorRandom:
     """Standard normal, by the Box-Muller transform of two uniforms."""
     shape = _shape_arg(shape)
     u = Tensor.rand(2, *shape, device=device, dtype=dtypes.float32)
-    return Tensor(((1 - u[0]).log() * -2).sqrt().mul((u[1] * (2 * math.pi)).cos()).cast(dtype or dtypes.default_float).uop, requires_grad=requires_grad)
+    normal = ((1 - u[0]).log() * -2).sqrt().mul((u[1] * (2 * math.pi)).cos())
+    return Tensor(normal.cast(dtype or dtypes.default_float).uop, requires_grad=requires_grad)
   @staticmethod
   def uniform(*shape: Any, low: float = 0.0, high: float = 1.0, **kw: Any) -> Tensor: return Tensor.rand(*shape, **kw) * (high - low) + low
   @staticmethod
   def randint(*shape: Any, low: int = 0, high: int = 10, dtype: DType = dtypes.int32, **kw: Any) -> Tensor:
     """Ints uniform in [low, high)."""
-    if not isinstance(low, int) or not isinstance(high, int) or low >= high: raise ArgumentError(f"randint needs ints low < high, got low={low!r}, high={high!r}")
+    if not isinstance(low, int) or not isinstance(high, int) or low >= high:
+      raise ArgumentError(f"randint needs ints low < high, got low={low!r}, high={high!r}")
     if not dtype.is_int: raise TypeError(f"randint needs an int dtype, got {dtype}")
     return (Tensor.rand(*shape, **kw) * (high - low)).floor().cast(dtype) + low
   @staticmethod
@@ -3324,7 +3338,8 @@ class TensorMath:
   def erf(self) -> Tensor:
     # Abramowitz and Stegun 7.1.26, error below 1.5e-7
     t = 1.0 / (1.0 + 0.3275911 * self._float().abs())
-    return self._float().sign() * (1.0 - t * _polynomial(t, [1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592]) * (-self.square()).exp())
+    poly = _polynomial(t, [1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592])
+    return self._float().sign() * (1.0 - t * poly * (-self.square()).exp())
   def copysign(self, other: Any) -> Tensor:
     x, other = self._float()._broadcasted(other)
     negative = (other < 0) | ((other == 0) & (other.reciprocal() < 0))  # -0.0 is negative too
@@ -3448,7 +3463,8 @@ class TensorMovement:
   def unfold(self, dim: int, size: int, step: int) -> Tensor:
     """Windows of `size` elements every `step` along dim, as a new last axis."""
     d = _axis(dim, self.ndim, self.shape)
-    if size < 0 or step <= 0 or size > self.shape[d]: raise ArgumentError(f"unfold: size={size}, step={step} do not fit axis {d} of size {self.shape[d]}")
+    if size < 0 or step <= 0 or size > self.shape[d]:
+      raise ArgumentError(f"unfold: size={size}, step={step} do not fit axis {d} of size {self.shape[d]}")
     order = [k for k in range(self.ndim) if k != d] + [d]
     return self.permute(order)._pool((size,), (step,), (1,)).permute(argsort(order) + [self.ndim])
   def diag(self) -> Tensor:
@@ -3511,7 +3527,8 @@ class TensorIndexing:
         t = t._slice_axis(dim, i)
         out_index.append(slice(None)); dim += 1
       else:
-        if not isinstance(i, Tensor) and (bad := [v for v in _fully_flatten(i)[0] if not isinstance(v, int) or not -t.shape[dim] <= v < t.shape[dim]]):
+        bad = [] if isinstance(i, Tensor) else [v for v in _fully_flatten(i)[0] if not isinstance(v, int) or not -t.shape[dim] <= v < t.shape[dim]]
+        if bad:
           raise IndexError(f"index {bad[0]} is out of bounds for axis {dim} with size {t.shape[dim]}")
         if not isinstance(i, Tensor) and all(isinstance(v, bool) for v in _fully_flatten(i)[0]):  # numpy would read a mask
           raise IndexError(f"a list of bools {i} as an index: boolean masks are not supported, use masked_select")
@@ -3530,7 +3547,8 @@ class TensorIndexing:
       for i in items:  # undo each step of the indexing, in order: axes before `axis` are already full size
         if i is None: value, inside = value.squeeze(axis), inside.squeeze(axis)
         else:
-          if isinstance(i, int): value, inside, i = value.unsqueeze(axis), inside.unsqueeze(axis), slice(i % self.shape[axis], i % self.shape[axis] + 1)
+          if isinstance(i, int):
+            value, inside, i = value.unsqueeze(axis), inside.unsqueeze(axis), slice(i % self.shape[axis], i % self.shape[axis] + 1)
           value, inside, axis = value._unslice_axis(axis, i, self.shape[axis]), inside._unslice_axis(axis, i, self.shape[axis]), axis + 1
       self.assign(inside.where(value, self))
       return
@@ -3607,7 +3625,8 @@ class TensorGathering:
   def _scatter_mask(self, dim: int, index: Tensor, src: Tensor) -> tuple[Tensor, Tensor]:
     """src and a one-hot mask, both of self's shape plus a last axis with one entry per element of index along dim."""
     d = _axis(dim, self.ndim, self.shape)
-    if not index.ndim == self.ndim == src.ndim or any((k != d and i > s) or i > r for k, (i, s, r) in enumerate(zip(index.shape, self.shape, src.shape))):
+    too_big = any((k != d and i > s) or i > r for k, (i, s, r) in enumerate(zip(index.shape, self.shape, src.shape)))
+    if not index.ndim == self.ndim == src.ndim or too_big:
       raise ArgumentError(f"scatter: index of shape {index.shape} must fit src {src.shape}, and self {self.shape} outside dim {d}")
     if src.dtype != self.dtype: raise ArgumentTypeError(f"scatter: src has dtype {src.dtype}, self has {self.dtype}")
     src = src.shrink(tuple((0, s) for s in index.shape)).unsqueeze(-1).transpose(-1, d)
@@ -3778,7 +3797,8 @@ class TensorCumulative:
     mask = Tensor.arange(n, device=self.device).reshape(1, n) <= Tensor.arange(n, device=self.device).reshape(n, 1)
     out = reduce(mask.where(x.unsqueeze(-2), identity))
     return out.transpose(d, -1) if self.ndim else out.reshape(())
-  def cumsum(self, axis: int = 0) -> Tensor: return self._cumulative(axis, lambda w: w.sum(-1, dtype=None if self.dtype.is_float else self._acc_dtype()), 0)
+  def cumsum(self, axis: int = 0) -> Tensor:
+    return self._cumulative(axis, lambda w: w.sum(-1, dtype=None if self.dtype.is_float else self._acc_dtype()), 0)
   def cumprod(self, axis: int = 0) -> Tensor: return self._cumulative(axis, lambda w: w.prod(-1), 1)
   def cummax(self, axis: int = 0) -> Tensor: return self._cumulative(axis, lambda w: w.max(-1), self.dtype.min)
   def cummin(self, axis: int = 0) -> Tensor: return self._cumulative(axis, lambda w: w.min(-1), self.dtype.max)
@@ -3837,7 +3857,8 @@ class TensorLinalg:
       inputs[i], xs[i] = letters, x
     alphabet = sorted(sizes)
     full = [sizes[c] for c in alphabet]
-    lined_up = [x.permute([s.index(c) for c in sorted(s)]).reshape([sizes[c] if c in s else 1 for c in alphabet]).expand(full) for s, x in zip(inputs, xs)]
+    lined_up = [x.permute([s.index(c) for c in sorted(s)]).reshape([sizes[c] if c in s else 1 for c in alphabet]).expand(full)
+                for s, x in zip(inputs, xs)]
     out = functools.reduce(lambda a, b: a * b, lined_up).sum([i for i, c in enumerate(alphabet) if c not in rhs], dtype=dtype)
     return out.permute(argsort(argsort(list(rhs)))) if rhs else out
   def tril(self, diagonal: int = 0) -> Tensor:
@@ -3882,7 +3903,8 @@ class TensorConvolution:
     """N-d convolution (2-d in the common case) of (batch, cin, *spatial) by (cout, cin/groups, *kernel);
     `padding` takes PyTorch's forms (see `_pool_padding`)."""
     (bs, cin), (cout, cin_g), hw = self.shape[:2], weight.shape[:2], weight.shape[2:]
-    if cin != cin_g * groups: raise ArgumentError(f"conv2d: input has {cin} channels, weight {weight.shape} with groups={groups} expects {cin_g * groups}")
+    if cin != cin_g * groups:
+      raise ArgumentError(f"conv2d: input has {cin} channels, weight {weight.shape} with groups={groups} expects {cin_g * groups}")
     if cout % groups: raise ArgumentError(f"conv2d: {cout} output channels do not divide into {groups} groups")
     n = len(hw)
     x = self.pad([None, None] + _pool_padding(padding, hw, _spatial(dilation, n)))._pool(hw, _spatial(stride, n), _spatial(dilation, n))
@@ -3959,8 +3981,10 @@ class TensorConvolution:
   def interpolate(self, size: Sequence[int], mode: str = "linear", align_corners: bool = False) -> Tensor:
     """Resample the last len(size) axes to `size`: each axis reads the nearest input ('nearest', 'nearest-exact') or
     blends the two neighbours ('linear'), one axis at a time, by gathers."""
-    if not isinstance(size, (tuple, list)) or not 0 < len(size) <= self.ndim: raise ArgumentError(f"interpolate: size {size!r} does not fit shape {self.shape}")
-    if mode not in ("linear", "nearest", "nearest-exact"): raise ArgumentError(f"interpolate: mode must be 'linear', 'nearest' or 'nearest-exact', got {mode!r}")
+    if not isinstance(size, (tuple, list)) or not 0 < len(size) <= self.ndim:
+      raise ArgumentError(f"interpolate: size {size!r} does not fit shape {self.shape}")
+    if mode not in ("linear", "nearest", "nearest-exact"):
+      raise ArgumentError(f"interpolate: mode must be 'linear', 'nearest' or 'nearest-exact', got {mode!r}")
     if align_corners and mode != "linear": raise ArgumentError("interpolate: align_corners needs mode 'linear'")
     x, full = self, list(self.shape)
     for i in range(-1, -len(size) - 1, -1):
@@ -3969,9 +3993,12 @@ class TensorConvolution:
       shape[i] = full[i] = size[i]
       if mode == "linear":
         where = (scale * positions if align_corners else scale * (positions + 0.5) - 0.5).clip(0, self.shape[i] - 1)
-        low, high, frac = [t.reshape(shape).expand(full) for t in (where.floor().cast(dtypes.int32), where.ceil().cast(dtypes.int32), where - where.floor())]
+        ends = (where.floor().cast(dtypes.int32), where.ceil().cast(dtypes.int32), where - where.floor())
+        low, high, frac = [t.reshape(shape).expand(full) for t in ends]
         x = x.gather(i, low).lerp(x.gather(i, high), frac)
-      else: x = x.gather(i, (scale * (positions + 0.5) if mode == "nearest-exact" else scale * positions).cast(dtypes.int32).reshape(shape).expand(full))
+      else:
+        nearest = scale * (positions + 0.5) if mode == "nearest-exact" else scale * positions
+        x = x.gather(i, nearest.cast(dtypes.int32).reshape(shape).expand(full))
     return x.cast(self.dtype)
 
 def _pool_padding(padding: int | str | Sequence[int], kernel: tuple[int, ...], dilation: tuple[int, ...]) -> list[tuple[int, int]]:
@@ -4018,7 +4045,8 @@ class TensorLayers:
     `enable_gqa`, each key and value head serves a group of query heads (axis -3)."""
     if is_causal and attn_mask is not None: raise ArgumentError("scaled_dot_product_attention: give attn_mask or is_causal, not both")
     if enable_gqa:
-      if self.shape[-3] % key.shape[-3]: raise ArgumentError(f"scaled_dot_product_attention: {self.shape[-3]} query heads do not group into {key.shape[-3]} key heads")
+      if self.shape[-3] % key.shape[-3]:
+        raise ArgumentError(f"scaled_dot_product_attention: {self.shape[-3]} query heads do not group into {key.shape[-3]} key heads")
       key, value = key.repeat_interleave(self.shape[-3] // key.shape[-3], -3), value.repeat_interleave(self.shape[-3] // value.shape[-3], -3)
     scores = self @ key.transpose(-2, -1) / math.sqrt(self.shape[-1])
     if is_causal: attn_mask = Tensor.ones(scores.shape[-2], scores.shape[-1], device=self.device, dtype=dtypes.bool).tril()
@@ -4049,7 +4077,9 @@ class TensorLosses:
     axis = 1 if self.ndim > 1 else 0
     log_probs = self.log_softmax(axis)
     if Y.dtype.is_float: target = Y
-    else: target = (Y.unsqueeze(axis) == Tensor.arange(self.shape[axis], device=self.device).reshape((-1,) + (1,) * (self.ndim - axis - 1))).cast(log_probs.dtype)
+    else:
+      classes = Tensor.arange(self.shape[axis], device=self.device).reshape((-1,) + (1,) * (self.ndim - axis - 1))
+      target = (Y.unsqueeze(axis) == classes).cast(log_probs.dtype)
     if target.shape != self.shape: raise ArgumentError(f"cross_entropy: logits of shape {self.shape} and targets of shape {Y.shape} do not match")
     target = target * (1 - label_smoothing) + label_smoothing / self.shape[axis]
     return _reduction(-(target * log_probs).sum(axis), reduction)
@@ -4168,7 +4198,8 @@ class GroupNorm:
   def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True):
     if num_channels % num_groups: raise ArgumentError(f"GroupNorm: {num_channels} channels do not divide into {num_groups} groups")
     self.num_groups, self.eps = num_groups, eps
-    self.weight, self.bias = (Tensor.ones(num_channels, requires_grad=True), Tensor.zeros(num_channels, requires_grad=True)) if affine else (None, None)
+    self.weight = Tensor.ones(num_channels, requires_grad=True) if affine else None
+    self.bias = Tensor.zeros(num_channels, requires_grad=True) if affine else None
   def __call__(self, x: Tensor) -> Tensor:
     x = x.reshape(x.shape[0], self.num_groups, -1).layernorm(eps=self.eps).reshape(x.shape)
     if self.weight is None: return x
@@ -4186,8 +4217,10 @@ class LayerNorm2d(LayerNorm):
 class LSTMCell:
   """One step of an LSTM: from input x and state (h, c), the new (h, c). Gates and initialization as PyTorch's."""
   def __init__(self, input_size: int, hidden_size: int, bias: bool = True):
-    self.weight_ih, self.weight_hh = _uniform_init((4 * hidden_size, input_size), hidden_size), _uniform_init((4 * hidden_size, hidden_size), hidden_size)
-    self.bias_ih, self.bias_hh = (_uniform_init((4 * hidden_size,), hidden_size), _uniform_init((4 * hidden_size,), hidden_size)) if bias else (None, None)
+    self.weight_ih = _uniform_init((4 * hidden_size, input_size), hidden_size)
+    self.weight_hh = _uniform_init((4 * hidden_size, hidden_size), hidden_size)
+    self.bias_ih = _uniform_init((4 * hidden_size,), hidden_size) if bias else None
+    self.bias_hh = _uniform_init((4 * hidden_size,), hidden_size) if bias else None
   def __call__(self, x: Tensor, hc: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
     h, c = hc if hc is not None else (Tensor.zeros(x.shape[0], self.weight_hh.shape[1], device=x.device),) * 2
     i, f, g, o = (x.linear(self.weight_ih.T, self.bias_ih) + h.linear(self.weight_hh.T, self.bias_hh)).chunk(4, dim=1)
@@ -4276,7 +4309,8 @@ class Optimizer:
     self.lr = Tensor([lr], device=self.params[0].device if self.params else None)
   def zero_grad(self) -> None:
     for p in self.params: p.grad = None
-  def step(self) -> None: Tensor.realize(*self.schedule_step(), *[t for t in list(_tensors.values()) if t.uop.op is Ops.ASSIGN])  # with pending assigns (BatchNorm statistics)
+  def step(self) -> None:  # realizes pending assigns too (BatchNorm statistics)
+    Tensor.realize(*self.schedule_step(), *[t for t in list(_tensors.values()) if t.uop.op is Ops.ASSIGN])
   def schedule_step(self) -> list[Tensor]:
     """Assign every update (lazily) and return the tensors to realize."""
     missing = [i for i, p in enumerate(self.params) if p.grad is None]
@@ -4612,7 +4646,8 @@ VIZ_PAGE = r"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>tiny VIZ</title>
 <style>
 * { box-sizing: border-box; }
-body { margin: 0; height: 100vh; display: grid; grid-template-columns: 270px minmax(0, 1fr) 420px; font: 13px system-ui, sans-serif; color: #222; background: #fafafa; }
+body { margin: 0; height: 100vh; display: grid; grid-template-columns: 270px minmax(0, 1fr) 420px; }
+body { font: 13px system-ui, sans-serif; color: #222; background: #fafafa; }
 nav, aside { overflow: auto; background: #fff; }
 nav { border-right: 1px solid #ddd; padding: 4px 0; }
 aside { border-left: 1px solid #ddd; padding: 4px 12px; }
@@ -4641,7 +4676,8 @@ pre { background: #f4f4f5; padding: 6px 8px; margin: 4px 0; overflow: auto; font
 pre.wrap { white-space: pre-wrap; overflow-wrap: anywhere; }
 .loc { color: #1d4ed8; font: 12px ui-monospace, SFMono-Regular, Menlo, monospace; }
 #steps { margin: 0; padding: 0; list-style: none; max-height: 34vh; overflow: auto; border: 1px solid #eee; }
-#steps li { padding: 2px 6px; cursor: pointer; font: 11.5px ui-monospace, SFMono-Regular, Menlo, monospace; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+#steps li { padding: 2px 6px; cursor: pointer; font: 11.5px ui-monospace, SFMono-Regular, Menlo, monospace; }
+#steps li { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 #steps li.cur { background: #2563eb; color: #fff; }
 </style></head><body>
 <nav><input id="filter" placeholder="filter: kernel name, file:line, code" style="width:calc(100% - 16px);margin:4px 8px">
@@ -4845,7 +4881,8 @@ function sidebar(p) {
     if (g.where) el("div", { class: "where" }, row, g.where);
     row.onclick = () => select(g.passes[0], 0);
     if (open) for (const pi of g.passes) {
-      const P = D.passes[pi], row = el("div", { class: pi === p ? "cur" : "", style: `padding-left:${pad + 14 + 14 * P.depth}px` }, nav, P.name + " ");
+      const P = D.passes[pi];
+      const row = el("div", { class: pi === p ? "cur" : "", style: `padding-left:${pad + 14 + 14 * P.depth}px` }, nav, P.name + " ");
       el("span", { class: "count" }, row, `${P.matches.length} match${P.matches.length === 1 ? "" : "es"}`);
       row.onclick = () => select(pi, 0);
     }
@@ -4923,7 +4960,8 @@ addEventListener("keydown", (e) => {
 const hash = new URLSearchParams(location.hash.slice(1));
 if (!D.passes.length) document.body.textContent = "VIZ recorded no graph rewrites.";
 else select(hash.has("p") ? +hash.get("p") : Math.max(0, D.passes.findIndex((P) => P.matches.length)), +hash.get("s") || 0);
-if (hash.has("check")) document.body.dataset.replayFailures = D.passes.flatMap((P, i) => (P.out !== null && replay(P, P.matches.length) !== P.out ? [i] : [])).join(",") || "none";
+const replayFailures = () => D.passes.flatMap((P, i) => (P.out !== null && replay(P, P.matches.length) !== P.out ? [i] : []));
+if (hash.has("check")) document.body.dataset.replayFailures = replayFailures().join(",") || "none";
 </script>
 </body></html>
 """
