@@ -48,6 +48,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 # touching code, and lets code override them for a block with
 # `with Context(DEBUG=2): ...`.
 #
+# ## Settings from the environment
+#
 # A `ContextVar` is one named setting. Its value is read from the environment
 # once, when it is created; `Context` swaps values in and restores them on
 # exit. Every setting registers itself in `ContextVar.registry`, so the docs
@@ -88,6 +90,10 @@ class Context(contextlib.ContextDecorator):
   def __exit__(self, *exc: Any) -> None:
     for k, v in self.saved.items(): ContextVar.registry[k].value = v
 
+# ## The settings
+#
+# The settings most chapters read. A chapter that has a setting of its own
+# defines it where it is used: `REWRITE_LIMIT`, `NOOPT`, `BEAM`, `VIZ_PORT`.
 DEBUG = ContextVar("DEBUG", 0, "1: a line per realize; 2: a line per kernel; 3: kernel UOps and opts; 4: generated source; 5: linearized program")
 DEVICE = ContextVar("DEVICE", "", "default device (PYTHON, CPU, ...); empty means the fastest that works")
 JIT = ContextVar("JIT", 1, "0 makes TinyJit run the function every time instead of replaying kernels")
@@ -101,6 +107,8 @@ TINYGRAD_ONLY_SETTINGS = frozenset("""IMAGE FLOAT16 JIT_BATCH_SIZE WINO CAPTURIN
   NOLOCALS SPLIT_REDUCEOP NO_MEMORY_PLANNER LRU RING ALL2ALL CACHELEVEL IGNORE_BEAM_CACHE DEVECTORIZE VALIDATE_WITH_CPU DISABLE_FAST_IDIV
   FUSE_OPTIM ALLOW_DEVICE_USAGE MAX_BUFFER_SIZE PROFILE SPEC IGNORE_OOB CHECK_OOB PCONTIG USE_ATOMICS ALLOW_TF32""".split())
 
+# ## Small helpers
+#
 # A few small helpers used throughout. `prod` and `argsort` are the math;
 # `flatten` turns a list of lists into one list.
 def prod(xs: Iterable[Any], start: Any = 1) -> Any: return functools.reduce(lambda a, b: a * b, xs, start)
@@ -116,6 +124,8 @@ def all_same(xs: Sequence[Any]) -> bool: return all(x == xs[0] for x in xs)
 # signed and unsigned integers of 8 to 64 bits, and IEEE floats of 16, 32 and
 # 64 bits. (bfloat16 and the fp8 formats are left out: they need software
 # conversion on most CPUs and add nothing to the ideas.)
+#
+# ## DType and the dtypes
 #
 # `void` is the type of things that are not values (a kernel, a store).
 
@@ -858,6 +868,11 @@ def _loop_message(name: str, why: str, rules: list[UPat]) -> str:
 #   are non-negative (where C's truncating division agrees with floor
 #   division), and `x // c -> 0`, `x % c -> x` when `0 <= x < c`.
 
+# ## What the rules ask
+#
+# The rules' functions, each answering one question about a node: can it be
+# folded, is it pinned by its bounds, can its division be split. A function
+# returns the new node, or None when the rule does not apply after all.
 def _fold(x: UOp) -> UOp | None:
   if not all(s.op is Ops.CONST for s in x.src): return None
   return UOp.const(x.dtype, exec_alu(x.op, x.dtype, [s.arg for s in x.src]))
@@ -972,6 +987,8 @@ symbolic = symbolic_simple + PatternMatcher([
   (UPat((Ops.IDIV, Ops.MOD), src=(UPat(Ops.ADD, name="x"), c1_), name="d"), _divmod_sum),
 ])
 
+# ## simplify
+#
 # `x.simplify()` runs these rules on one expression. It is a UOp method, added
 # here because the rules it runs did not exist in chapter 3.
 def _simplify(self: UOp) -> UOp: return graph_rewrite(self, symbolic, name="simplify")
@@ -998,6 +1015,11 @@ UOp.simplify = _simplify  # type: ignore[attr-defined]
 # `DEFAULT_PRIORITY`: a GPU's is higher than the CPU's), else PYTHON;
 # `DEVICE=...` overrides it.
 
+# ## Memory
+#
+# An `Allocator` is the one part every device writes for itself; a `Buffer`
+# is a block of one device's memory, freed back to the allocator's free
+# lists when the last reference to it goes.
 class Allocator:
   """Memory for one device. Freed blocks are kept by size and handed out again, skipping fresh allocations."""
   def __init__(self) -> None: self.free_blocks: dict[int, list[Any]] = {}
@@ -1742,6 +1764,11 @@ def tensor_methods(family: type) -> type:
 # in the forward graph, and the gradient of `EXPAND` sums over the expanded
 # axes, which is exactly "summing the gradient back to the source shape".
 
+# ## The gradient rules
+#
+# One rule per op, in `pm_gradient`; reduces and max have helpers, and ops
+# with no gradient (comparisons, truncation, integer and bitwise ops) return
+# None for each source.
 def _reduce_gradient(ctx: Tensor, x: UOp) -> tuple[Tensor | None]:
   src, op = Tensor(x.src[0]), x.reduce_op
   if op is Ops.ADD: return (ctx.expand(src.shape),)
@@ -1785,6 +1812,10 @@ pm_gradient = PatternMatcher([
   (UPat({Ops.TRUNC, Ops.CMPLT, Ops.CMPNE, Ops.IDIV, Ops.MOD, Ops.AND, Ops.OR, Ops.XOR, Ops.SHL, Ops.SHR, Ops.BITCAST}, name="x"), _no_gradient),
 ])
 
+# ## Walking back from the loss
+#
+# The walk described above: reverse topological order, only nodes on a path to
+# a target, gradients summed over users.
 def compute_gradient(root: UOp, root_grad: Tensor, targets: list[UOp]) -> dict[UOp, Tensor]:
   """The gradient of `root` (seeded with `root_grad`) with respect to each target UOp."""
   topo = list(root.toposort(lambda u: u.op is not Ops.DETACH))
@@ -1801,6 +1832,8 @@ def compute_gradient(root: UOp, root_grad: Tensor, targets: list[UOp]) -> dict[U
   return {t: grads[t] for t in targets if t in grads}
 
 
+# ## backward and gradient
+#
 # `gradient` and `backward` are the user's side of it: `backward()` seeds the
 # loss with 1 and accumulates into `.grad` of every tensor created with
 # `requires_grad=True` that the loss depends on.
@@ -1834,6 +1867,8 @@ class TensorGradients:
     for t, g in zip(targets, self.gradient(*targets, gradient=gradient)): t.grad = g if t.grad is None else t.grad + g
     return self
 
+# ## The running example
+#
 # The running example's gradient: `c` is the sum of `a*b`, so its gradient
 # with respect to `a` is `b`, computed by the MUL rule from the REDUCE_AXIS
 # rule's expanded ones. It is a lazy graph like any other until read:
@@ -3124,6 +3159,10 @@ def _realize_outputs(out: Any) -> Any:
 # the table from chapter 3. Slow, but every other device is tested against
 # it.
 
+# ## Memory, rendering, compiling
+#
+# PYTHON's memory is a `bytearray`, its source the program as literals, its
+# binary that text's bytes.
 class PythonAllocator(Allocator):
   def _alloc(self, nbytes: int) -> bytearray: return bytearray(nbytes)
   def copyin(self, dst: bytearray, src: memoryview) -> None: dst[:] = src
@@ -3146,6 +3185,11 @@ class _HalfView:
 
 def _typed_view(block: bytearray, dtype: DType) -> Any: return _HalfView(block) if dtype == dtypes.float16 else memoryview(block).cast(dtype.fmt)
 
+# ## The interpreter
+#
+# Each buffer is viewed as an array of its dtype (float16 through `struct`),
+# each op's value lives in a slot of `values`, and an accumulator's updates
+# write back into its own slot.
 class PythonProgram:
   def __init__(self, name: str, lib: bytes):
     literals = {"__builtins__": {}, "inf": math.inf, "nan": math.nan}
@@ -4109,6 +4153,8 @@ def _reduction(loss: Tensor, reduction: str) -> Tensor:
 # tinygrad's style, and its names: code written for `tinygrad.nn` works with
 # `tiny.nn`.
 #
+# ## Layers
+#
 # Initialization follows PyTorch's defaults (uniform in +-1/sqrt(fan_in)), so
 # models train the way their authors expect.
 
@@ -4146,6 +4192,19 @@ class ConvTranspose2d:
   def __call__(self, x: Tensor) -> Tensor:
     return x.conv_transpose2d(self.weight, self.bias, self.groups, self.stride, self.dilation, self.padding, self.output_padding)
 
+def Conv1d(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int | str = 0, dilation: int = 1,
+           groups: int = 1, bias: bool = True) -> Conv2d:
+  """A Conv2d of one spatial axis: conv2d takes as many axes as the kernel has."""
+  return Conv2d(in_channels, out_channels, (kernel_size,), stride, padding, dilation, groups, bias)
+
+def ConvTranspose1d(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0, output_padding: int = 0,
+                    dilation: int = 1, groups: int = 1, bias: bool = True) -> ConvTranspose2d:
+  return ConvTranspose2d(in_channels, out_channels, (kernel_size,), stride, padding, output_padding, dilation, groups, bias)
+
+# ## Normalization
+#
+# Each normalizes over some axes, then scales (and most also shift) by learned
+# weights; BatchNorm alone keeps running statistics for evaluation.
 class BatchNorm:
   """Batch normalization over axis 1. In training it uses the batch's statistics and updates running ones."""
   def __init__(self, sz: int, eps: float = 1e-5, affine: bool = True, track_running_stats: bool = True, momentum: float = 0.1):
@@ -4184,15 +4243,6 @@ class RMSNorm:
     self.eps, self.weight = eps, Tensor.ones(dim, requires_grad=True)
   def __call__(self, x: Tensor) -> Tensor: return x * (x.square().mean(-1, keepdim=True) + self.eps).rsqrt() * self.weight
 
-def Conv1d(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int | str = 0, dilation: int = 1,
-           groups: int = 1, bias: bool = True) -> Conv2d:
-  """A Conv2d of one spatial axis: conv2d takes as many axes as the kernel has."""
-  return Conv2d(in_channels, out_channels, (kernel_size,), stride, padding, dilation, groups, bias)
-
-def ConvTranspose1d(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0, output_padding: int = 0,
-                    dilation: int = 1, groups: int = 1, bias: bool = True) -> ConvTranspose2d:
-  return ConvTranspose2d(in_channels, out_channels, (kernel_size,), stride, padding, output_padding, dilation, groups, bias)
-
 class GroupNorm:
   """Normalize each group of channels (axis 1) of each sample over the group and all spatial axes."""
   def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True):
@@ -4214,6 +4264,10 @@ class LayerNorm2d(LayerNorm):
   """LayerNorm over the channels (axis 1) of (batch, channels, height, width)."""
   def __call__(self, x: Tensor) -> Tensor: return super().__call__(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
+# ## Recurrence and embeddings
+#
+# An LSTM cell is four gates computed by two matrix multiplies; an embedding
+# is a lookup of rows of its weight.
 class LSTMCell:
   """One step of an LSTM: from input x and state (h, c), the new (h, c). Gates and initialization as PyTorch's."""
   def __init__(self, input_size: int, hidden_size: int, bias: bool = True):
@@ -4457,6 +4511,8 @@ datasets = _namespace("datasets", mnist=mnist)
 
 VIZ_PORT = ContextVar("VIZ_PORT", 8000, "the port VIZ=1 serves its page on, when stdout is a terminal")
 
+# ## How a node is shown
+#
 # Nodes are colored by what kind of thing they are, so the shape of a kernel
 # (loads feeding arithmetic feeding an accumulator) shows before any label is
 # read. The page maps each kind to a color.
@@ -4479,6 +4535,8 @@ def _expr(nodes: list[list[Any]], i: int, depth: int = 3) -> str:
   inner = "…" if depth == 0 else ", ".join([_expr(nodes, s, depth - 1) for s in srcs[:4]] + ["…"] * (len(srcs) > 4))
   return op + ("" if arg == "None" else f"[{arg}]") + (f"({inner})" if srcs else "")
 
+# ## The tracer
+#
 # A group names the line of the user's program that started it (the first
 # frame outside tiny.py and the standard library), so a reader can find their
 # own code among the passes.
@@ -4606,6 +4664,8 @@ class VizTracer(Tracer):
     # `</` is escaped so no string in the data can close the script tag that holds it
     return VIZ_PAGE.replace("__DATA__", json.dumps(self.data()).replace("</", "<\\/"))
 
+# ## Writing and serving the page
+#
 # At exit the record is printed (`VIZ=text`) or written to a page, and its
 # path printed: `tiny-viz.html` in the current folder, where the user looks
 # first, or the path VIZ names when it ends in `.html`. When a person is watching (stdout is a
@@ -4638,6 +4698,8 @@ def _viz_at_exit(viz: VizTracer) -> None:
   print(f"VIZ: {len(viz.passes)} passes in {len(viz.groups)} groups written to {path}")
   if sys.stdout.isatty(): serve(page.encode(), VIZ_PORT.value)
 
+# ## The page
+#
 # The page. Its code (HTML, CSS and JavaScript) has a line budget of its own
 # in LINECOUNT, apart from tiny.py's. It reads the record from the JSON in its
 # `data` script, and its state from the URL hash (`#p=3&s=2`: pass 3, step 2),
