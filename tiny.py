@@ -326,6 +326,7 @@ class Ops(Enum):
   AND = auto(); OR = auto(); XOR = auto(); SHL = auto(); SHR = auto()
   WHERE = auto()
   def __repr__(self) -> str: return f"Ops.{self.name}"
+  __hash__ = object.__hash__  # Enum's hashes the name, in Python: every rule lookup and hash-consing key pays for it
 
 class GroupOp:
   Unary = {Ops.NEG, Ops.RECIPROCAL, Ops.SQRT, Ops.EXP2, Ops.LOG2, Ops.SIN, Ops.TRUNC}
@@ -428,8 +429,9 @@ def _uncache(cache: dict[tuple, weakref.ref], key: tuple, ref: weakref.ref) -> N
 def recursive_property(fn: Callable[[UOp], Any]) -> property:
   name = fn.__name__
   def get(self: UOp) -> Any:
-    if name not in self.__dict__:
-      for u in self.toposort(lambda u: name not in u.__dict__): u.__dict__[name] = fn(u)
+    if name not in self.__dict__:  # usually a new node over known sources: no walk needed
+      todo = [self] if all(name in s.__dict__ for s in self.src) else self.toposort(lambda u: name not in u.__dict__)
+      for u in todo: u.__dict__[name] = fn(u)
     return self.__dict__[name]
   return property(get, doc=fn.__doc__)
 
@@ -794,17 +796,19 @@ def graph_rewrite(root: UOp, pm: PatternMatcher, ctx: Any = None, *, name: str, 
   done: dict[UOp, UOp] = {}
   active: dict[UOp, list[UPat]] = {}  # nodes whose rewritten value is still being computed -> rules fired so far
   stack: list[tuple[UOp, int, Any]] = [(root, 0, None)]
-  size = len(root.toposort())
-  budget, chain_limit = [REWRITE_LIMIT.value * 10 + 50 * size], REWRITE_LIMIT.value + size  # total rewrites, and of one node
+  limit, rewrites = REWRITE_LIMIT.value, [0]
+  size = functools.cache(lambda: len(root.toposort()))  # the graph's size: counted only by a pass that rewrites a lot
 
   def offer(node: UOp, candidate: UOp) -> bool:
     """Offer `candidate` (node itself, or rebuilt) to the rules; on a match, schedule the result to be rewritten."""
     if (fired := pm.rewrite_with_rule(candidate, ctx)) is None: return False
     result, rule = fired
     if tracer is not None: tracer.match(candidate, result, rule)
-    rules, budget[0] = active[node] + [rule], budget[0] - 1
-    if len(rules) > chain_limit: raise RewriteError(_loop_message(name, f"more than {chain_limit} rewrites of one node", rules))
-    if budget[0] < 0: raise RewriteError(_loop_message(name, "the graph keeps growing: far more rewrites than it has nodes", rules))
+    rules, rewrites[0] = active[node] + [rule], rewrites[0] + 1
+    if len(rules) > limit and len(rules) > limit + size():
+      raise RewriteError(_loop_message(name, f"more than {limit + size()} rewrites of one node", rules))
+    if rewrites[0] > limit * 10 and rewrites[0] > limit * 10 + 50 * size():
+      raise RewriteError(_loop_message(name, "the graph keeps growing: far more rewrites than it has nodes", rules))
     if result in done:
       done[node] = done[result]
       del active[node]
@@ -1442,8 +1446,9 @@ class Tensor:
     return x if isinstance(x, Tensor) else Tensor(_const_uop(x, dtype, self.device))
   def _broadcasted(self, y: Any, reverse: bool = False) -> tuple[Tensor, Tensor]:
     x: Tensor = self
-    dtype = least_upper_dtype(x.dtype, y.dtype) if isinstance(y, Tensor) else _scalar_dtype(x.dtype, y)
-    y = self._to_tensor(y, dtype)
+    if not isinstance(y, Tensor):  # a scalar is made at x's shape: no broadcasting to do
+      y = Tensor(_const_uop(y, dtype := _scalar_dtype(x.dtype, y), x.device, x.shape))
+    else: dtype = least_upper_dtype(x.dtype, y.dtype)
     if y.device != x.device: raise ValueError(f"tensors are on different devices: {x.device} and {y.device}; use .to(device)")
     if reverse: x, y = y, x
     x, y = x.cast(dtype), y.cast(dtype)
@@ -1451,8 +1456,7 @@ class Tensor:
     return x._broadcast_to(shape), y._broadcast_to(shape)
   def _broadcast_to(self, shape: tuple[int, ...]) -> Tensor:
     if self.shape == shape: return self
-    padded = (1,) * (len(shape) - self.ndim) + self.shape
-    return self.reshape(padded).expand(shape)
+    return Tensor(_expand(_reshape(self.uop, (1,) * (len(shape) - self.ndim) + self.shape), shape))  # checked by the caller
   def _alu(self, op: Ops, *srcs: Tensor) -> Tensor:
     out = dtypes.bool if op in GroupOp.Comparison else srcs[-1].dtype if op is Ops.WHERE else self.dtype
     return Tensor(UOp(op, out, (self.uop, *(s.uop for s in srcs))))
@@ -1551,9 +1555,9 @@ class Tensor:
   def rshift(self, y: Any) -> Tensor: return self._bitwise(Ops.SHR, y)
 
   def cast(self, dtype: DType | str) -> Tensor:
-    dtype = _dtype_arg(dtype)
+    if self.dtype == (dtype := _dtype_arg(dtype)): return self
     Device.check_dtype(self.device, dtype)
-    return self if self.dtype == dtype else Tensor(UOp(Ops.CAST, dtype, (self.uop,)))
+    return Tensor(UOp(Ops.CAST, dtype, (self.uop,)))
   def bitcast(self, dtype: DType) -> Tensor:
     if dtype.itemsize != self.dtype.itemsize:
       raise ValueError(f"bitcast needs dtypes of one size: {self.dtype} is {self.dtype.itemsize} bytes, {dtype} is {dtype.itemsize}")
@@ -1916,10 +1920,10 @@ class TensorGradients:
 # Everything else is recomputed where it is used, which for elementwise work
 # is cheaper than a round trip through memory.
 #
-# The scheduler runs three named passes over the graph: swap already
-# computed tensors for their buffers, mark the realize points above, and turn
-# each realize point into a kernel (or a copy), replacing it in the graph by
-# a view of its output buffer. Each kernel is described by an *AST*: a SINK
+# The scheduler runs named passes over the graph: mark the realize points
+# above (the shared reduces are a pass of their own), and turn each realize
+# point into a kernel (or a copy), replacing it in the graph by a view of its
+# output buffer. Each kernel is described by an *AST*: a SINK
 # holding `STORE(PARAM 0, value)`, where the buffers it reads are numbered
 # `PARAM`s instead of concrete buffers. Two kernels that do the same thing to
 # different buffers have the same AST, which is what makes the compiled
@@ -1927,10 +1931,12 @@ class TensorGradients:
 #
 # The whole schedule is reusable too. The second step of a training loop
 # builds the same graph as the first over other buffers. So before
-# scheduling, each buffer of the graph is replaced by a placeholder that
-# says only "the k-th buffer of this graph" (its dtype, size and device
-# kept): hash-consing makes the result the very same UOp for every step, and
-# it is the key of `_schedules`. Scheduling the placeholder graph makes new
+# scheduling, one walk swaps the tensors already computed for their stored
+# results and replaces each buffer of the graph by a placeholder that says
+# only "the k-th buffer of this graph" (its dtype, size and device kept; k
+# counts in the walk's order, which follows the graph's structure):
+# hash-consing makes the result the very same UOp for every step, and it is
+# the key of `_schedules`. Scheduling the placeholder graph makes new
 # buffers as placeholders too, so the rules allocate nothing; `create_schedule`
 # binds the placeholders to this call's buffers and allocates the new ones.
 # A step that was seen before runs no scheduling pass at all.
@@ -2021,8 +2027,6 @@ def _holds_reduce(memo: dict[UOp, bool], x: UOp) -> bool:
 
 def _stores_itself(x: UOp) -> bool: return _is_stored(x) or x.op in (Ops.CONTIGUOUS, Ops.ASSIGN, Ops.COPY)
 
-pm_reuse_realized = PatternMatcher([(UPat(name="x"), lambda x: realized.get(x))])
-
 pm_realize_points = PatternMatcher([
   (UPat(Ops.SINK, name="s"), lambda s: UOp.sink(*(x if _stores_itself(x) else UOp(Ops.CONTIGUOUS, x.dtype, (x,)) for x in s.src))
    if not all(_stores_itself(x) for x in s.src) else None),
@@ -2062,7 +2066,10 @@ pm_store_shared = PatternMatcher([(UPat(name="u"), _store_shared)])
 def _placeholder(kind: str, k: int, dtype: DType, device: str, size: int) -> UOp:
   return UOp(Ops.BUFFER, dtype, (_device_uop(device),), ((kind, k), size))
 
-pm_placeholders = PatternMatcher([(UPat(Ops.BUFFER, name="b"), lambda ctx, b: ctx.get(b))])
+def _input_placeholder(ctx: dict[UOp, UOp], b: UOp) -> UOp | None:
+  return ctx.setdefault(b, _placeholder("input", len(ctx), b.dtype, b.device, b.size)) if isinstance(b.number, int) else None
+
+pm_placeholders = PatternMatcher([(UPat(Ops.BUFFER, name="b"), _input_placeholder), (UPat(name="x"), lambda x: realized.get(x))])
 
 def schedule(sink: UOp) -> tuple[list[ScheduleItem], tuple[UOp, ...], list[UOp]]:
   """Schedule a graph over placeholder buffers: the ordered items, a view of each output, and the new buffers."""
@@ -2074,15 +2081,13 @@ def schedule(sink: UOp) -> tuple[list[ScheduleItem], tuple[UOp, ...], list[UOp]]
 
 def create_schedule(outs: list[UOp]) -> tuple[list[ScheduleItem], tuple[UOp, ...]]:
   """The kernels (and copies) that compute `outs`, in an order that respects their dependencies."""
-  sink = graph_rewrite(UOp.sink(*outs), pm_reuse_realized, name="reuse realized", pre_order=True)
-  inputs = [u for u in sink.toposort() if u.op is Ops.BUFFER]
-  names = {b: _placeholder("input", k, b.dtype, b.device, b.size) for k, b in enumerate(inputs)}
-  key = graph_rewrite(sink, pm_placeholders, ctx=names, name="buffers to placeholders")
+  names: dict[UOp, UOp] = {}
+  key = graph_rewrite(UOp.sink(*outs), pm_placeholders, ctx=names, name="buffers to placeholders", pre_order=True)
   if key not in _schedules:
     if len(_schedules) >= 1000: del _schedules[next(iter(_schedules))]  # the oldest goes: a loop of ever new graphs stays bounded
     _schedules[key] = schedule(key)
   items, results, new = _schedules[key]
-  real = {names[b]: b for b in inputs} | {p: _new_buffer(p.device, p.size, p.dtype) for p in new}
+  real = {p: b for b, p in names.items()} | {p: _new_buffer(p.device, p.size, p.dtype) for p in new}
   return [ScheduleItem(i.ast, tuple(real[b] for b in i.bufs)) for i in items], tuple(_reshape(real[_base(r)], r.shape) for r in results)
 
 # The running example is one kernel. Its AST stores into PARAM 0 (a new
@@ -3581,7 +3586,7 @@ class TensorIndexing:
     return t._gather_axes(tensor_axes, [out_index[d] for d in tensor_axes]) if tensor_axes else t
   def __setitem__(self, index: Any, value: Any) -> None:
     view = self[index]  # checks the index, and gives the shape value broadcasts to
-    value = (value if isinstance(value, Tensor) else Tensor(value, device=self.device, dtype=self.dtype)).cast(self.dtype)._broadcast_to(view.shape)
+    value = (value if isinstance(value, Tensor) else Tensor(value, device=self.device, dtype=self.dtype)).cast(self.dtype).expand(view.shape)
     items = list(index) if isinstance(index, tuple) else [index]
     if all(i is None or i is Ellipsis or isinstance(i, (int, slice)) for i in items):
       used = sum(1 for i in items if i is not None and i is not Ellipsis)
