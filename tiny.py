@@ -2504,8 +2504,9 @@ def heuristic(kernel: UOp, renderer: Renderer) -> list[Opt]:
   return opts
 
 # `optimize` applies a list of opts and makes the copies. Which list is
-# chosen (the heuristic's, none under `NOOPT=1`, or under `BEAM=n` the
-# fastest of many) is `get_program`'s business, in the next chapter but one.
+# chosen (the renderer's `choose_opts`, which is this heuristic unless a
+# device knows better, none under `NOOPT=1`, or under `BEAM=n` the fastest of
+# many) is `get_program`'s business, in the next chapter but one.
 def optimize(kernel: UOp, renderer: Renderer, opts: list[Opt]) -> UOp:
   for opt in opts: kernel = apply_opt(kernel, opt)
   return expand(kernel, renderer)
@@ -2605,6 +2606,8 @@ class Renderer:
   vector_bytes: int = 0
   vector_dtypes: tuple[DType, ...] = ()
   threads: int = 1
+  # which opts a kernel gets unless BEAM searches or NOOPT is set: chapter 11's heuristic, or a device's own (a GPU's)
+  def choose_opts(self, kernel: UOp) -> list[Opt]: return heuristic(kernel, self)
   def render(self, name: str, program: list[UOp]) -> str: raise NotImplementedError
   # What a launch needs beside the buffers, passed to each call of the program: how many copies of it run at once
   # (the sizes of the THREAD ranges on a CPU; a GPU's grid and block sizes); nothing for a plain loop nest.
@@ -2632,6 +2635,7 @@ def _c_alu(ctx: CStyleRenderer, x: UOp) -> str:
 
 def _c_float_to_int(ctx: CStyleRenderer, x: UOp) -> str:
   v, lo, hi, t = ctx[x.src[0]], x.dtype.min, x.dtype.max, ctx.types[x.dtype]  # lo and hi + 1 are powers of two, exact as floats
+  if x.src[0].dtype == dtypes.float16: v = f"((float){v})"  # C++'s half has comparisons of its own: with a double they are ambiguous
   return f"(({v}!={v})?0:({v}<={float(lo)!r})?{ctx.render_const(lo, x.dtype)}:({v}>={float(hi + 1)!r})?{ctx.render_const(hi, x.dtype)}:(({t})({v})))"
 
 string_rewrite = PatternMatcher([
@@ -2901,7 +2905,7 @@ def beam(kernel: UOp, device: str) -> list[Opt]:
   scratch = [Buffer(device, max(p.arg[1], 1), p.dtype) for p in params]
   for b in scratch: b.copyin(struct.pack(b.dtype.fmt, to_dtype(1, b.dtype)) * b.size)
   blocks, renderer = [b.block for b in scratch], Device[device].renderer
-  scores = {opts: _time_opts(kernel, device, opts, blocks) for opts in dict.fromkeys([(), tuple(heuristic(kernel, renderer))])}
+  scores = {opts: _time_opts(kernel, device, opts, blocks) for opts in dict.fromkeys([(), tuple(renderer.choose_opts(kernel))])}
   while True:
     best = sorted(scores, key=scores.__getitem__)[:BEAM.value]
     for opts in best:
@@ -2920,7 +2924,7 @@ def get_program(ast: UOp, device: str) -> Kernel:
     dev = Device[device]
     opts: list[Opt] = []
     def choose(kernel: UOp) -> UOp:
-      opts.extend([] if NOOPT else beam(kernel, device) if BEAM else heuristic(kernel, dev.renderer))
+      opts.extend([] if NOOPT else beam(kernel, device) if BEAM else dev.renderer.choose_opts(kernel))
       return optimize(kernel, dev.renderer, opts)
     program = linearize(lower(ast, choose))
     name = _kernel_name(program)

@@ -18,7 +18,8 @@
 from __future__ import annotations
 import ctypes, ctypes.util, functools, glob, os
 from typing import Any
-from tiny import Allocator, CStyleRenderer, Compiler, CompileError, Compiled, DType, Ops, PatternMatcher, UOp, UPat, dtypes, prod
+from tiny import Allocator, CStyleRenderer, Compiler, CompileError, Compiled, DType, Opt, Ops, PatternMatcher, UOp, UPat, dtypes, prod
+from tiny import _coefficient, _ranges, _terms
 
 # A backend may be the default device. It says so, and how strongly: the device
 # with the highest priority that opens here is `Device.DEFAULT`. A GPU beats
@@ -63,8 +64,7 @@ class GPU:
     if not 0 <= ordinal < count.value: raise RuntimeError(f"no GPU number {ordinal}: this machine has {count.value}")
     cuda("cuDeviceGet", ctypes.byref(self.handle), ordinal)
     cuda("cuDevicePrimaryCtxRetain", ctypes.byref(self.context), self.handle)
-    major, minor = self.attribute(75), self.attribute(76)  # compute capability, e.g. 9.0 for Hopper
-    self.arch = f"sm_{major}{minor}"
+    self.arch = f"sm_{self.attribute(75)}{self.attribute(76)}"  # the compute capability: sm_90 for Hopper
     self.threads = self.attribute(16) * self.attribute(39)  # multiprocessors x threads each can hold at once
   def attribute(self, number: int) -> int:
     value = ctypes.c_int()
@@ -140,9 +140,49 @@ class CUDAAllocator(Allocator):
 BLOCK, GRID = 256, 1024  # threads in a block; blocks of a reduce to one value
 FOLDS = (Ops.ADD, Ops.MUL, Ops.MAX)
 
-def _math(fn: str) -> Any:
-  def render(x: str, dtype: DType) -> str: return f"{fn}({x})" if dtype == dtypes.float64 else f"{fn}f({x})"
-  return render
+def few_outputs(outputs: int, gpu_threads: int) -> bool: return outputs * 4 < gpu_threads  # too few for a thread each
+
+# ## The GPU's opts
+#
+# Chapter 11's heuristic aims at a CPU: SIMD registers and a few cores. A GPU
+# wants other things, so the renderer chooses its kernels' opts itself.
+# Memory moves fastest in 16-byte accesses, neighbouring threads reading
+# neighbouring chunks. CUDA C++ has no vector arithmetic to print lanes
+# with, so the opts make 4 *copies* (UPCAST or UNROLL by 4), and the renderer
+# turns 4 copies' loads or stores of neighbouring, 16-byte aligned elements
+# into one `float4` access.
+#
+# - An elementwise kernel copies along the axis where its store is
+#   contiguous: each thread moves 16 bytes per access.
+# - A reduce split over a block (few outputs) unrolls its innermost loop by
+#   4, so each thread reads 16 neighbouring bytes at a time and the warp 512.
+#   (The CPU's unroll by 16 has each thread read 64 bytes: a warp's loads
+#   then land 64 bytes apart.) A reduce too short to give every thread of
+#   the block several trips is left as it is.
+# - A reduce with a thread per output (a matmul) gets a register tile of
+#   copies, as on the CPU: 4x4 outputs, or 2x4 where there would be fewer
+#   tiles than the GPU holds threads. (On an H200, a square block of 16x16
+#   threads, an unrolled reduce and 8x4 tiles were each no faster.)
+VECTOR, UNROLL = 4, 4
+
+def choose_opts(kernel: UOp, gpu_threads: int) -> list[Opt]:
+  ranges = _ranges(kernel)
+  if prod(r.src[0].arg for r in ranges) < 1024: return []  # too small to gain
+  stores = [s.src[0].src[1] for s in kernel.src if s.op is Ops.STORE]
+  loops = [(i, r) for i, r in enumerate(ranges) if r.kind == "LOOP"]
+  reduces = [(i, r) for i, r in enumerate(ranges) if r.kind == "REDUCE"]
+  if not reduces:
+    return next(([Opt("UPCAST", i, VECTOR)] for i, r in loops if r.src[0].arg % VECTOR == 0 and all(_coefficient(x, r) == 1 for x in stores)), [])
+  outputs = prod(r.src[0].arg for _, r in loops) * len(stores)
+  if few_outputs(outputs, gpu_threads):
+    i, r = reduces[-1]
+    return [Opt("UNROLL", i, UNROLL)] if r.src[0].arg % UNROLL == 0 and prod(r.src[0].arg for _, r in reduces) >= 1024 else []
+  loads = [u.src[1] for u in kernel.toposort() if u.op is Ops.INDEX and u.src[1] not in stores]
+  tile = (4 if outputs // 16 >= gpu_threads else 2, 4)  # 4x4, or 2x4 where 4x4 tiles would leave threads idle
+  # the two innermost output axes, each if some input stays put along it (and so is reused by every copy)
+  return [Opt("UPCAST", i, n) for n, (i, r) in zip(tile, loops[-2:]) if r.src[0].arg % n == 0 and any(_coefficient(x, r) == 0 for x in loads)]
+
+def _math(fn: str) -> Any: return lambda x, dtype: f"{fn}({x})" if dtype == dtypes.float64 else f"{fn}f({x})"
 
 def _in_float(render: Any) -> Any:
   return lambda *args: render(*[f"((float){a})" for a in args[:-1]], dtypes.float32) if args[-1] == dtypes.float16 else render(*args)
@@ -169,15 +209,18 @@ class Plan:
     deepest = max((len(enclosing[r]) for r in outer), default=0)
     self.axis = {r: "xyz"[deepest - len(enclosing[r])] for r in outer if deepest - len(enclosing[r]) < 3}
     self.sizes = {a: max([r.src[0].arg for r in self.axis if self.axis[r] == a], default=1) for a in "xyz"}
-    few_outputs = prod(r.src[0].arg for r in outer) * 4 < gpu_threads  # too few to keep the GPU busy with a thread each
+    few = few_outputs(prod(r.src[0].arg for r in outer) * len([u for u in program if u.op is Ops.STORE]), gpu_threads)  # copies count
     final = {u.src[0]: u for u in program if u.op is Ops.ACCUMULATE}  # accumulator -> its update, also its final value
     users: dict[UOp, list[UOp]] = {}
     for u in program:
       for src in u.src: users.setdefault(src, []).append(u)
+    updates = {f.src[1] for f in final.values()}
+    def folds_up(v: UOp, op: Ops) -> bool:  # v's users reach accumulators' updates through the same fold only (copies add as a tree)
+      return bool(users.get(v)) and all(w.op is op and (w in updates or folds_up(w, op)) for w in users[v])
     self.split: dict[UOp, list[tuple[UOp, Ops]]] = {}  # a reduce RANGE at the top -> the accumulators combined after it
     self.lanes: dict[UOp, tuple[UOp, int]] = {}  # each RANGE whose trips are shared by threads -> (its top, stride)
     self.flat_size: dict[UOp, int] = {}  # each top -> the trips of the flat loop
-    roots = [r for r in top if r.kind == "REDUCE"] if few_outputs else []
+    roots = [r for r in top if r.kind == "REDUCE"] if few else []
     accs = {root: [(acc, final[acc].src[1].op) for acc in final if root in acc.src[1:]] for root in roots}
     if not all(op in FOLDS and acc in final[acc].src[1].src for a in accs.values() for acc, op in a): roots = []  # not folds
     for root in roots:
@@ -187,8 +230,7 @@ class Plan:
       chain = [root]
       while (inner := [c for c, around in enclosing.items() if around and around[-1] is chain[-1]]) and len(inner) == 1: chain += inner
       inner_accs = [acc for acc in final if set(acc.src[1:]) <= set(chain[1:])]
-      nested = not inner and all(users[final[acc]] and all(v.op is final[acc].src[1].op and v.op in FOLDS and v in [f.src[1] for f in final.values()]
-                                                          for v in users[final[acc]]) for acc in inner_accs)
+      nested = not inner and all(final[acc].src[1].op in FOLDS and folds_up(final[acc], final[acc].src[1].op) for acc in inner_accs)
       for i, r in enumerate(chain if nested else [root]): self.lanes[r] = (root, prod(c.src[0].arg for c in chain[i + 1:]) if nested else 1)
       self.flat_size[root] = prod(r.src[0].arg for r in chain) if nested else root.src[0].arg
     if any(n < 32 for n in self.flat_size.values()): self.split, self.lanes = {}, {}  # shorter than a warp: a thread per output
@@ -241,9 +283,29 @@ def _combine(ctx: CUDARenderer, x: UOp) -> str | None:
 
 cuda_rewrite = PatternMatcher([(UPat(Ops.RANGE, name="x"), _parallel_range), (UPat(Ops.END, name="x"), _combine)])
 
+# The 16-byte accesses: 4 loads (or stores) of one buffer, at the addresses `base + 0..3` where every term of `base` is a
+# multiple of 4 (the buffer itself starts 256-byte aligned), in one loop with nothing between them that could move
+# them. Each maps to (the first, for loads, or the last, for stores, of the 4 in program order; its lane).
+VECTOR_TYPES = {dtypes.float32: "float4", dtypes.int32: "int4", dtypes.uint32: "uint4"}
+
+def _vector_groups(program: list[UOp]) -> dict[UOp, tuple[UOp, int]]:
+  found: dict[tuple, dict[int, int]] = {}
+  for n, u in enumerate(program):
+    if u.op in (Ops.LOAD, Ops.STORE) and u.src[0].src[0].dtype in VECTOR_TYPES and u.src[0].valid.arg is True:
+      base, offset = [t for t in _terms(u.src[0].src[1]) if t.op is not Ops.CONST], sum(t.arg for t in _terms(u.src[0].src[1]) if t.op is Ops.CONST)
+      if all(t.op is Ops.MUL and t.src[1].op is Ops.CONST and t.src[1].arg % 4 == 0 for t in base):
+        found.setdefault((u.op, u.src[0].src[0], frozenset(base), offset // 4), {})[offset % 4] = n
+  groups: dict[UOp, tuple[UOp, int]] = {}
+  for (op, buffer, _, _), lanes in found.items():
+    first, last = min(lanes.values()), max(lanes.values())
+    between = [u.op in (Ops.RANGE, Ops.END) or (op is Ops.STORE and u.op is Ops.LOAD and u.src[0].src[0] is buffer) for u in program[first:last]]
+    if len(lanes) == 4 and not any(between) and (op is Ops.STORE or lanes[0] == first):
+      groups.update({program[n]: (program[first if op is Ops.LOAD else last], lane) for lane, n in lanes.items()})
+  return groups
+
 class CUDARenderer(CStyleRenderer):
   device = "CUDA"
-  vector_bytes = 0  # no vector types yet (CUDA's float4 would be 16)
+  vector_bytes = 0  # no lanes: CUDA C++ has no vector arithmetic; copies of loads and stores become float4 instead
   kernel_prefix = 'extern "C" __global__ void'
   restrict = "__restrict__"
   nan, infinity = "__int_as_float(0x7fc00000)", "__int_as_float(0x7f800000)"
@@ -252,16 +314,25 @@ class CUDARenderer(CStyleRenderer):
                  {**CStyleRenderer.code_for_op, Ops.SQRT: _math("sqrt"), Ops.EXP2: _math("exp2"), Ops.LOG2: _math("log2"),
                   Ops.SIN: _math("sin"), Ops.TRUNC: _math("trunc")}.items()}
   def __init__(self, gpu_threads: int = 1): self.gpu_threads = gpu_threads
+  def choose_opts(self, kernel: UOp) -> list[Opt]: return choose_opts(kernel, self.gpu_threads)
   def render(self, name: str, program: list[UOp]) -> str:
-    self.plan = Plan(program, self.gpu_threads)
+    self.plan, self.vector = Plan(program, self.gpu_threads), _vector_groups(program)
     # `half` is declared in a header that takes nvrtc long to read: only kernels that use it include it
     self.prefix = "#include <cuda_fp16.h>\n" if any(u.dtype == dtypes.float16 for u in program) else ""
     self.prefix += "template <class T, class F> __device__ T bitcast(F x) { union { F from; T to; } u; u.from = x; return u.to; }\n"
     if self.plan.grid_wide:
       self.prefix += "".join(f"__device__ {self.types[acc.dtype]} {p}[{GRID}];\n" for acc, p in self.plan.partials.items())
       self.prefix += "__device__ unsigned int blocks_done = 0;\n"
-    return super().render(name, program)
-  def render_uop(self, u: UOp) -> str: return cuda_rewrite.rewrite(u, ctx=self) or super().render_uop(u)
+    return "".join(line + "\n" for line in super().render(name, program).splitlines() if line.strip())  # a store merged away leaves no line
+  def render_uop(self, u: UOp) -> str:
+    if u not in self.vector: return cuda_rewrite.rewrite(u, ctx=self) or super().render_uop(u)
+    head, lane = self.vector[u]
+    if u.op is Ops.LOAD: return f"*(const {self.type_of(u)}*)&{self[u.src[0]]}" if u is head else f"{self.names[head]}.{'xyzw'[lane]}"
+    group, t = sorted((lane, s) for s, (h, lane) in self.vector.items() if h is head), VECTOR_TYPES[u.src[1].dtype]
+    return f"*({t}*)&{self[group[0][1].src[0]]} = make_{t}({', '.join(self[s.src[1]] for _, s in group)});" if u is head else ""
+  # the first load of 4 is a vector: its own lane is .x
+  def type_of(self, u: UOp) -> str: return VECTOR_TYPES[u.dtype] if self.vector.get(u, (None,))[0] is u else super().type_of(u)
+  def __getitem__(self, u: UOp) -> str: return f"{self.names[u]}.x" if self.vector.get(u, (None,))[0] is u and u.op is Ops.LOAD else super().__getitem__(u)
   def render_bitcast(self, x: str, src: DType, dst: DType) -> str: return f"bitcast<{self.types[dst]}>({x})"
   def render_const(self, value: Any, dtype: DType) -> str:  # a float nan becomes half 0x7fff; the reference's is 0x7e00
     return "__ushort_as_half(0x7e00)" if dtype == dtypes.float16 and value != value else super().render_const(value, dtype)
@@ -285,20 +356,14 @@ class CUDACompiler(Compiler):
     nvrtc, program = libnvrtc(), ctypes.c_void_p()
     nvrtc.nvrtcCreateProgram(ctypes.byref(program), src.encode(), b"kernel.cu", 0, None, None)
     options = (ctypes.c_char_p * len(self.options))(*[o.encode() for o in self.options])
-    status = nvrtc.nvrtcCompileProgram(program, len(self.options), options)
-    if status != 0:
-      size = ctypes.c_size_t()
-      nvrtc.nvrtcGetProgramLogSize(program, ctypes.byref(size))
-      log = ctypes.create_string_buffer(size.value)
-      nvrtc.nvrtcGetProgramLog(program, log)
-      nvrtc.nvrtcDestroyProgram(ctypes.byref(program))
-      raise CompileError(f"nvrtc failed to compile this kernel:\n{src}\n--- compiler output ---\n{log.value.decode(errors='replace')}")
-    size = ctypes.c_size_t()
-    nvrtc.nvrtcGetCUBINSize(program, ctypes.byref(size))
-    binary = ctypes.create_string_buffer(size.value)
-    nvrtc.nvrtcGetCUBIN(program, binary)
+    failed = nvrtc.nvrtcCompileProgram(program, len(self.options), options) != 0
+    size = ctypes.c_size_t()  # the compiler's messages if it failed, else the machine code
+    getattr(nvrtc, "nvrtcGetProgramLogSize" if failed else "nvrtcGetCUBINSize")(program, ctypes.byref(size))
+    out = ctypes.create_string_buffer(size.value)
+    getattr(nvrtc, "nvrtcGetProgramLog" if failed else "nvrtcGetCUBIN")(program, out)
     nvrtc.nvrtcDestroyProgram(ctypes.byref(program))
-    return binary.raw
+    if failed: raise CompileError(f"nvrtc failed to compile this kernel:\n{src}\n--- compiler output ---\n{out.value.decode(errors='replace')}")
+    return out.raw
 
 # ## Program
 #

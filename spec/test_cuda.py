@@ -18,20 +18,24 @@ def need(name: str = "CUDA") -> None:
   try: Device[name]
   except Exception as e: pytest.skip(f"{name} does not open here: {e}")
 
-def plan(t: Tensor):
-  """The launch that the CUDA renderer plans for the one kernel computing t, optimized as get_program does, as if on an
-  H200 (270,336 threads)."""
+def program(t: Tensor) -> list:
+  """The one kernel computing t, optimized as get_program does for an H200 (270,336 threads), in order."""
   (item,), _ = tiny.create_schedule([t.uop])
   renderer = Device.backend("CUDA").CUDARenderer(132 * 2048)
-  kernel = tiny.lower(item.ast, lambda k: tiny.optimize(k, renderer, tiny.heuristic(k, renderer)))
-  return Device.backend("CUDA").Plan(tiny.linearize(kernel), 132 * 2048)
+  return tiny.linearize(tiny.lower(item.ast, lambda k: tiny.optimize(k, renderer, renderer.choose_opts(k))))
+
+def plan(t: Tensor):
+  """The launch that the CUDA renderer plans for that kernel."""
+  return Device.backend("CUDA").Plan(program(t), 132 * 2048)
+
+def source(t: Tensor) -> str: return Device.backend("CUDA").CUDARenderer(132 * 2048).render("k", program(t))
 
 def test_cuda_is_an_available_device_exactly_where_it_opens_and_then_the_default():
   assert ("CUDA" in available_devices()) == opens("CUDA")
   if not tiny.DEVICE.value: assert (Device.DEFAULT == "CUDA") == opens("CUDA")
 
 def test_elementwise_kernels_spread_over_the_grid_innermost_loop_on_x():
-  p = plan(Tensor.ones(3, 5, 1000, device="PYTHON") * 2)
+  p = plan(Tensor.ones(3, 5, 1001, device="PYTHON") * 2)
   assert p.split == {} and p.launch() == {"global_size": (4, 5, 3), "local_size": (256, 1, 1)}
   big = plan(Tensor.ones(2**28, device="PYTHON") * 2)  # a grid of 16 blocks for each block the GPU holds at once
   assert big.launch() == {"global_size": (132 * 2048 // 256 * 16, 1, 1), "local_size": (256, 1, 1)}
@@ -43,8 +47,19 @@ def test_a_reduce_with_few_outputs_is_split_over_a_block_one_with_many_is_not():
   assert len(accs) == 1 and len([r for r, (top, _) in few.lanes.items() if top is root]) >= 2
   whole = plan(Tensor.empty(2**20, device="PYTHON").sum())  # one value: the whole grid
   assert whole.grid_wide and whole.launch()["global_size"][0] >= 256
-  many = plan(Tensor.empty(1024, 512, device="PYTHON") @ Tensor.empty(512, 1024, device="PYTHON"))
-  assert many.split == {} and many.launch()["local_size"] == (256, 1, 1)
+  many = plan(Tensor.empty(1024, 512, device="PYTHON") @ Tensor.empty(512, 1024, device="PYTHON"))  # tiles of 2x4 outputs
+  assert many.split == {} and many.launch() == {"global_size": (1, 512, 1), "local_size": (256, 1, 1)}
+
+def test_four_copies_of_neighbouring_aligned_elements_move_as_one_float4():
+  x = Tensor.empty(3, 1000, device="PYTHON")
+  src = source(x * 2)  # a thread takes 4 neighbouring elements: one 16-byte load, one 16-byte store
+  assert src.count("*(const float4*)&data1[") == 1 and src.count("*(float4*)&data0[") == 1 and "make_float4(" in src
+  src = source(x[:, 1:997] * 2)  # loads start one element past a multiple of 4: only the store is aligned
+  assert "const float4" not in src and "*(float4*)&data0[" in src
+  whole = source(Tensor.empty(2**20, device="PYTHON").sum())  # a sum's threads read 16 neighbouring bytes at a time
+  assert whole.count("*(const float4*)&data1[") == 1
+  mm = source(Tensor.empty(512, 512, device="PYTHON") @ Tensor.empty(512, 512, device="PYTHON"))
+  assert mm.count("*(const float4*)&data2[") == 1 and mm.count("make_float4(") == 2  # a 2x4 tile: 512x512 outputs are few
 
 def test_cuda_0_is_cuda_and_a_copy_there_and_back_keeps_every_value():
   need()
@@ -60,6 +75,8 @@ def test_elementwise_over_many_blocks_writes_every_element():
   need()
   x = np.random.default_rng(1).standard_normal(3 * 2**20 + 5).astype(np.float32)
   np.testing.assert_array_equal((Tensor(x, device="CUDA") * 2 + 1).numpy(), x * 2 + 1)
+  y = x[:2**21].reshape(2**9, 2**12)
+  np.testing.assert_array_equal((Tensor(y, device="CUDA")[:, 1:4093] * 2).numpy(), y[:, 1:4093] * 2)  # not 16-byte aligned
 
 def test_output_loops_beyond_three_axes_run_in_every_thread():
   need()
