@@ -330,9 +330,9 @@ class CUDARenderer(CStyleRenderer):
     if u.op is Ops.LOAD: return f"*(const {self.type_of(u)}*)&{self[u.src[0]]}" if u is head else f"{self.names[head]}.{'xyzw'[lane]}"
     group, t = sorted((lane, s) for s, (h, lane) in self.vector.items() if h is head), VECTOR_TYPES[u.src[1].dtype]
     return f"*({t}*)&{self[group[0][1].src[0]]} = make_{t}({', '.join(self[s.src[1]] for _, s in group)});" if u is head else ""
-  # the first load of 4 is a vector: its own lane is .x
+  # the first load of 4 is a vector: its own lane is .x (a store is never read)
   def type_of(self, u: UOp) -> str: return VECTOR_TYPES[u.dtype] if self.vector.get(u, (None,))[0] is u else super().type_of(u)
-  def __getitem__(self, u: UOp) -> str: return f"{self.names[u]}.x" if self.vector.get(u, (None,))[0] is u and u.op is Ops.LOAD else super().__getitem__(u)
+  def __getitem__(self, u: UOp) -> str: return f"{self.names[u]}.x" if self.vector.get(u, (None,))[0] is u else super().__getitem__(u)
   def render_bitcast(self, x: str, src: DType, dst: DType) -> str: return f"bitcast<{self.types[dst]}>({x})"
   def render_const(self, value: Any, dtype: DType) -> str:  # a float nan becomes half 0x7fff; the reference's is 0x7e00
     return "__ushort_as_half(0x7e00)" if dtype == dtypes.float16 and value != value else super().render_const(value, dtype)
