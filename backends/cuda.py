@@ -130,7 +130,8 @@ class CUDAAllocator(Allocator):
 #   gives each output a block instead, and splits the reduce over the block's
 #   threads: each folds its share, then the block combines the partial values
 #   in shared memory, in a tree of steps with a barrier after each. Every
-#   thread of the block ends with the total.
+#   thread of the block ends with the total. A reduce of fewer trips than a
+#   block has threads stays in one thread, a loop in order as elsewhere.
 # - A reduce to a single value (`sum` of a whole tensor) would leave all but
 #   one block idle, so it is spread over the whole grid. Each block folds its
 #   share and writes it to a small array of partial values beside the kernel;
@@ -233,7 +234,7 @@ class Plan:
       nested = not inner and all(final[acc].src[1].op in FOLDS and folds_up(final[acc], final[acc].src[1].op) for acc in inner_accs)
       for i, r in enumerate(chain if nested else [root]): self.lanes[r] = (root, prod(c.src[0].arg for c in chain[i + 1:]) if nested else 1)
       self.flat_size[root] = prod(r.src[0].arg for r in chain) if nested else root.src[0].arg
-    if any(n < 32 for n in self.flat_size.values()): self.split, self.lanes = {}, {}  # shorter than a warp: a thread per output
+    if any(n < BLOCK for n in self.flat_size.values()): self.split, self.lanes = {}, {}  # shorter than a block: a thread per output
     self.gpu_threads, self.grid_wide = gpu_threads, not outer and len(self.split) == 1
     self.partials = {acc: f"partial{i}" for accs in self.split.values() for i, (acc, _) in enumerate(accs)} if self.grid_wide else {}
   def launch(self) -> dict[str, tuple[int, int, int]]:
