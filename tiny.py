@@ -4534,9 +4534,10 @@ def _shape_text(u: UOp) -> str:
   try: return "" if u.shape is None else str(u.shape)
   except Exception: return ""  # a malformed graph has no shape; the viewer still shows it
 
-# The compact one-line form of a graph used by the step list and by
-# `VIZ=text`: loads, loops and constants by short names, everything else as
-# `OP(sources)`, cut off below a few levels.
+# The compact one-line form of a graph that `VIZ=text` prints: loads, loops
+# and constants by short names, everything else as `OP(sources)`, cut off
+# below a few levels. The page's step list shows the same form, made by its
+# own copy of this function, for the pass on screen only.
 def _expr(nodes: list[list[Any]], i: int, depth: int = 3) -> str:
   op, _, srcs, arg = nodes[i][:4]
   if op == "CONST": return arg
@@ -4637,7 +4638,7 @@ class VizTracer(Tracer):
 
   # ### Output
   def data(self) -> dict[str, Any]:
-    """The whole record as plain data, with each match's before and after in one-line form."""
+    """The whole record as plain data: nodes, rules, groups, and passes whose matches are (before, after, rule)."""
     # A UOp that died and was built again later got a second id. Equal rows become one here, so that equal
     # nodes have equal ids, as equal UOps are one object: the page's replay relies on it.
     same: dict[str, int] = {}
@@ -4651,8 +4652,7 @@ class VizTracer(Tracer):
         nodes.append(row)
       new_id.append(same[key])
     passes = [{**p, "root": new_id[p["root"]], "out": None if p["out"] is None else new_id[p["out"]],
-               "matches": [[new_id[b], new_id[a], r, _short(_expr(nodes, new_id[b])), _short(_expr(nodes, new_id[a]))]
-                           for b, a, r in p["matches"]]} for p in self.passes]
+               "matches": [[new_id[b], new_id[a], r] for b, a, r in p["matches"]]} for p in self.passes]
     return {"nodes": nodes, "rules": self.rules, "groups": self.groups, "passes": passes}
 
   def text(self) -> str:
@@ -4664,8 +4664,8 @@ class VizTracer(Tracer):
       for p in (data["passes"][i] for i in g["passes"]):
         pad = indent + "  " * (p["depth"] + 1)
         lines.append(f"{pad}{p['name']}: {len(p['matches'])} match{'es' * (len(p['matches']) != 1)}")
-        for k, (_, _, r, before, after) in enumerate(p["matches"], 1):
-          rule = data["rules"][r]
+        for k, (b, a, r) in enumerate(p["matches"], 1):
+          rule, before, after = data["rules"][r], _short(_expr(data["nodes"], b)), _short(_expr(data["nodes"], a))
           lines.append(f"{pad}  {k:3d} {before}\n{pad}      -> {after}    [{os.path.basename(rule['file'])}:{rule['line']} {rule['fn']}]")
     return "\n".join(lines)
 
@@ -4938,6 +4938,16 @@ addEventListener("mousemove", (e) => { if (drag) { T.x = e.clientX - drag[0]; T.
 addEventListener("mouseup", () => (drag = null));
 
 // The side panels: groups and their passes, the match at this step, the list of steps, the kernel's source.
+// A match is shown in the one-line form VIZ=text prints (tiny's _expr), made here for the open pass only: made for
+// every match of a long run in Python, it was most of the page.
+function expr(i, depth = 3) {
+  const [op, , srcs, arg] = N[i], name = { RANGE: "r", PARAM: "data", BUFFER: "buf" }[op];
+  if (op === "CONST") return arg;
+  if (name) return name + arg.replace(/^[()]+|[()]+$/g, "").split(",")[0];
+  const inner = depth === 0 ? "…" : srcs.slice(0, 4).map((s) => expr(s, depth - 1)).concat(srcs.length > 4 ? ["…"] : []).join(", ");
+  return op + (arg === "None" ? "" : `[${arg}]`) + (srcs.length ? `(${inner})` : "");
+}
+const short = (text) => (text.length <= 110 ? text : text.slice(0, 109) + "…");
 const depthOf = (g) => (g.parent < 0 ? 0 : 1 + depthOf(D.groups[g.parent]));
 // A long run records hundreds of groups: only the open group's passes are drawn, and the filter and the checkbox
 // keep the list to the groups a reader is looking for (their own line, a kernel by name).
@@ -4958,6 +4968,7 @@ function sidebar(p) {
       row.onclick = () => select(pi, 0);
     }
   });
+  nav.querySelector(".cur")?.scrollIntoView({ block: "nearest" });  // a pass opened by the link or the keys is in view
 }
 function stepList(P) {
   const ol = $("steps"), item = (text) => el("li", { title: text }, ol, text);
@@ -4965,7 +4976,7 @@ function stepList(P) {
   ol.onclick = (e) => e.target.tagName === "LI" && select(cur.p, [...ol.children].indexOf(e.target));
   const drawnCount = (root) => toposort(root).filter((i) => i === root || (N[i][0] !== "CONST" && N[i][0] !== "DEVICE")).length;
   item(`input: ${drawnCount(P.root)} nodes`);  // as drawn: constants and devices are folded into labels
-  P.matches.forEach((m, j) => item(`${j + 1}. ${D.rules[m[2]].fn}: ${m[3]} → ${m[4]}`));
+  P.matches.forEach((m, j) => item(`${j + 1}. ${D.rules[m[2]].fn}: ${short(expr(m[0]))} → ${short(expr(m[1]))}`));
   if (P.out !== null) item(`output: ${drawnCount(P.out)} nodes`);
 }
 function matchPanel(P, s) {
@@ -4977,7 +4988,7 @@ function matchPanel(P, s) {
   el("pre", { id: "rule", class: "wrap" }, box, R.text);
   el("div", { class: "loc" }, box, `function ${R.fn}` + (R.fn_file ? ` at ${base(R.fn_file)}:${R.fn_line}` : ""));
   if (R.fn_src) el("pre", { class: "wrap" }, box, R.fn_src);
-  el("pre", { class: "wrap" }, box, `${m[3]}\n→ ${m[4]}`);
+  el("pre", { class: "wrap" }, box, `${short(expr(m[0]))}\n→ ${short(expr(m[1]))}`);
 }
 
 let cur = { p: -1, s: 0 };

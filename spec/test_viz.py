@@ -46,9 +46,9 @@ def test_each_pass_records_its_input_matches_and_output_as_node_ids(record):
   ops_after = {nodes[after][0] for _, after, *_ in lower["matches"]}
   assert "REDUCE" in ops_after and "LOAD" in ops_after  # the reduce became a loop, the reads became loads
   accumulate = data["passes"][pass_named(data, "reduces to accumulators")]
-  (before, after, rule, before_text, after_text), = accumulate["matches"]
+  (before, after, rule), = accumulate["matches"]
   assert nodes[before][0] == "REDUCE" and nodes[after][0] == "ACCUMULATE"
-  assert before_text.startswith("REDUCE[Ops.ADD](") and after_text.startswith("ACCUMULATE(DEFINE_ACC[0](")
+  assert viz._expr(nodes, before).startswith("REDUCE[Ops.ADD](") and viz._expr(nodes, after).startswith("ACCUMULATE(DEFINE_ACC[0](")
   assert data["rules"][rule]["fn"] == "reduce_to_accumulator"
 
 def test_each_node_row_holds_op_dtype_sources_arg_shape_and_kind(record):
@@ -210,6 +210,10 @@ def test_page_draws_the_input_graph_of_a_pass(record, tmp_path):
   steps = re.search(r'<ol id="steps">(.*?)</ol>', dom, re.S).group(1)
   assert len(re.findall(r"<li", steps)) == len(data["passes"][p]["matches"]) + 2  # input, each match, output
   said = re.search(r'<li[^>]*class="cur"[^>]*>input: (\d+) nodes</li>', steps)
+  shown = [html.unescape(li) for li in re.findall(r"<li[^>]*>(.*?)</li>", steps)[1:-1]]  # the page's one-line forms are VIZ=text's
+  nodes, rules = data["nodes"], data["rules"]
+  assert shown == [f"{k}. {rules[r]['fn']}: {viz._short(viz._expr(nodes, b))} → {viz._short(viz._expr(nodes, a))}"
+                   for k, (b, a, r) in enumerate(data["passes"][p]["matches"], 1)]
   assert said and said.group(1) == state["nodes"], "the step list's node count is not the number of nodes drawn"
   assert html.unescape(re.search(r'<pre id="src"[^>]*>(.*?)</pre>', dom, re.S).group(1)) == data["groups"][1]["src"]
   assert "<b>AT</b> is lowering's own op" in dom and dom.count('class="node k-') >= len(re.findall(r'<g class="node ', dom)) + 8  # the legend
@@ -220,7 +224,7 @@ def test_stepping_to_a_match_highlights_what_it_changed_and_shows_its_rule(recor
   data = record.data()
   p = pass_named(data, "reduces to accumulators")
   state, dom = dom_at(tmp_path, record.page(), f"#p={p}&s=1")
-  (_, after, rule, _, _), = data["passes"][p]["matches"]
+  (_, after, rule), = data["passes"][p]["matches"]
   assert state["step"] == "1" and int(state["fresh"]) >= 2  # the ACCUMULATE and its DEFINE_ACC are new
   assert re.search(rf'<g class="node k-reduce[^"]* hit" [^>]*data-id="{after}"', dom)
   assert len(re.findall(r'<g class="node [^"]*\bnew\b', dom)) == int(state["fresh"])
