@@ -34,8 +34,8 @@
 #
 # tiny consumes nothing: this file imports only the Python standard library.
 from __future__ import annotations
-import atexit, contextlib, ctypes, functools, gzip, hashlib, heapq, http.server, importlib.util, inspect, itertools, json, linecache, math
-import os, pathlib, string, struct, sys, tempfile, time, types, warnings, weakref
+import atexit, concurrent.futures, contextlib, ctypes, functools, gzip, hashlib, heapq, http.server, importlib.util, inspect, itertools, json
+import linecache, math, os, pathlib, string, struct, sys, tempfile, time, types, warnings, weakref
 from dataclasses import dataclass
 from enum import Enum, auto
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -129,13 +129,16 @@ def all_same(xs: Sequence[Any]) -> bool: return all(x == xs[0] for x in xs)
 #
 # `void` is the type of things that are not values (a kernel, a store).
 
-@dataclass(frozen=True, eq=True)
+# There is one object per dtype, so `==` and hashing are by identity (cheap: every UOp's key holds a dtype), and
+# a copy or an unpickled dtype is the one in `dtypes`.
+@dataclass(frozen=True, eq=False)
 class DType:
   priority: int
   itemsize: int
   name: str
   fmt: str  # struct format character
   def __repr__(self) -> str: return f"dtypes.{self.name}"
+  def __reduce__(self) -> tuple: return getattr, (dtypes, self.name)
   @property
   def is_float(self) -> bool: return self.fmt in "efd"
   @property
@@ -398,6 +401,7 @@ def bitcast_value(x: Any, src: DType, dst: DType) -> Any:
 # find itself. `_key` makes floats compare by sign and nan-ness too.
 
 def _key(x: Any) -> Any:
+  if x is None or (type(x) is tuple and all(type(v) is int for v in x)): return x  # the usual args (none, a shape) as they are
   if isinstance(x, float): return ("nan",) if x != x else (x, math.copysign(1.0, x), float)
   if isinstance(x, tuple): return tuple(_key(v) for v in x)
   return (x, type(x)) if isinstance(x, (bool, int)) else x
@@ -583,7 +587,7 @@ def _shape(u: UOp) -> tuple[int, ...] | None:
   if u.op is Ops.PAD: return tuple(s + b + a for s, (b, a) in zip(u.src[0].shape, u.arg))
   if u.op is Ops.SHRINK: return tuple(e - b for b, e in u.arg)
   if u.op is Ops.REDUCE_AXIS: return tuple(1 if i in u.axes else s for i, s in enumerate(u.src[0].shape))
-  if u.op in GroupOp.Elementwise | {Ops.FLIP, Ops.COPY, Ops.CONTIGUOUS, Ops.DETACH, Ops.ASSIGN, Ops.AFTER}:
+  if u.op in GroupOp.Elementwise or u.op in (Ops.FLIP, Ops.COPY, Ops.CONTIGUOUS, Ops.DETACH, Ops.ASSIGN, Ops.AFTER):
     return next((s.shape for s in u.src if s.shape is not None and s.shape != ()), u.src[0].shape)
   return None
 
@@ -716,6 +720,7 @@ class PatternMatcher:
     for pat, fn in patterns:
       wants_ctx = "ctx" in inspect.signature(fn).parameters
       for op in (pat.op or tuple(Ops)): self.pdict[op].append((pat, fn, wants_ctx))
+  @functools.cache  # a pass that adds two tables at every call (`pm_lower + symbolic`) indexes them once
   def __add__(self, other: PatternMatcher) -> PatternMatcher: return PatternMatcher(self.patterns + other.patterns)
 
   def rewrite(self, uop: UOp, ctx: Any = None) -> UOp | None:
@@ -798,6 +803,7 @@ def graph_rewrite(root: UOp, pm: PatternMatcher, ctx: Any = None, *, name: str, 
   stack: list[tuple[UOp, int, Any]] = [(root, 0, None)]
   limit, rewrites = REWRITE_LIMIT.value, [0]
   size = functools.cache(lambda: len(root.toposort()))  # the graph's size: counted only by a pass that rewrites a lot
+  def over(count: int, allowed: int, per_node: int) -> bool: return count > allowed and count > allowed + per_node * size()
 
   def offer(node: UOp, candidate: UOp) -> bool:
     """Offer `candidate` (node itself, or rebuilt) to the rules; on a match, schedule the result to be rewritten."""
@@ -805,10 +811,8 @@ def graph_rewrite(root: UOp, pm: PatternMatcher, ctx: Any = None, *, name: str, 
     result, rule = fired
     if tracer is not None: tracer.match(candidate, result, rule)
     rules, rewrites[0] = active[node] + [rule], rewrites[0] + 1
-    if len(rules) > limit and len(rules) > limit + size():
-      raise RewriteError(_loop_message(name, f"more than {limit + size()} rewrites of one node", rules))
-    if rewrites[0] > limit * 10 and rewrites[0] > limit * 10 + 50 * size():
-      raise RewriteError(_loop_message(name, "the graph keeps growing: far more rewrites than it has nodes", rules))
+    if over(len(rules), limit, 1): raise RewriteError(_loop_message(name, f"more than {limit + size()} rewrites of one node", rules))
+    if over(rewrites[0], limit * 10, 50): raise RewriteError(_loop_message(name, "the graph keeps growing: many more rewrites than nodes", rules))
     if result in done:
       done[node] = done[result]
       del active[node]
@@ -1442,13 +1446,10 @@ class Tensor:
   # except that a float scalar makes an int tensor a float one; two tensors
   # promote by the lattice of chapter 2. Shapes broadcast as in numpy: align
   # on the right, a 1 stretches to match.
-  def _to_tensor(self, x: Any, dtype: DType) -> Tensor:
-    return x if isinstance(x, Tensor) else Tensor(_const_uop(x, dtype, self.device))
   def _broadcasted(self, y: Any, reverse: bool = False) -> tuple[Tensor, Tensor]:
     x: Tensor = self
-    if not isinstance(y, Tensor):  # a scalar is made at x's shape: no broadcasting to do
-      y = Tensor(_const_uop(y, dtype := _scalar_dtype(x.dtype, y), x.device, x.shape))
-    else: dtype = least_upper_dtype(x.dtype, y.dtype)
+    dtype = least_upper_dtype(x.dtype, y.dtype) if isinstance(y, Tensor) else _scalar_dtype(x.dtype, y)
+    if not isinstance(y, Tensor): y = Tensor(_const_uop(y, dtype, x.device, x.shape))  # made at x's shape: nothing to broadcast
     if y.device != x.device: raise ValueError(f"tensors are on different devices: {x.device} and {y.device}; use .to(device)")
     if reverse: x, y = y, x
     x, y = x.cast(dtype), y.cast(dtype)
@@ -1519,7 +1520,7 @@ class Tensor:
     return out + _gradient_only(x, dx) + _gradient_only(y, dy)
   def where(self, x: Any, y: Any) -> Tensor:
     """`cond.where(x, y)`: x where cond is true, else y; all three broadcast together, x and y promote together."""
-    if not isinstance(x, Tensor): x = self._to_tensor(x, _scalar_dtype(y.dtype, x) if isinstance(y, Tensor) else dtypes.from_py(x))
+    if not isinstance(x, Tensor): x = Tensor(_const_uop(x, _scalar_dtype(y.dtype, x) if isinstance(y, Tensor) else dtypes.from_py(x), self.device))
     x, y = x._broadcasted(y)
     shape = _broadcast_shape(self.shape, x.shape)
     return self.cast(dtypes.bool)._broadcast_to(shape)._alu(Ops.WHERE, x._broadcast_to(shape), y._broadcast_to(shape))
@@ -2842,7 +2843,7 @@ def _cache_unusable(folder: pathlib.Path, error: OSError) -> None:
 class Kernel:
   name: str
   src: str
-  program: Callable[..., Any]
+  program: Callable[..., Any]  # (compiling, load) while it compiles, until prepare_schedule finishes it
   ops: int        # arithmetic ops executed, estimated from the loop sizes
 
 
@@ -2859,9 +2860,9 @@ def _count_ops(program: list[UOp]) -> int:
     elif u.op in GroupOp.ALU: total += trips[-1]
   return total
 
-def _load(dev: Compiled, name: str, program: list[UOp], src: str) -> Callable[..., Any]:
-  """Compile (or find on disk) and load a program, bound to the launch sizes its renderer asks for (threads, a GPU grid)."""
-  runtime = dev.runtime(name, dev.compiler.compile_cached(src))
+def _load(dev: Compiled, name: str, program: list[UOp], lib: bytes) -> Callable[..., Any]:
+  """Load a compiled program, bound to the launch sizes its renderer asks for (threads, a GPU grid)."""
+  runtime = dev.runtime(name, lib)
   launch = dev.renderer.launch_dims(program)
   return functools.partial(runtime, **launch) if launch else runtime
 
@@ -2888,7 +2889,7 @@ def _next_opts(kernel: UOp, renderer: Renderer) -> list[Opt]:
 def _time_opts(kernel: UOp, device: str, opts: tuple[Opt, ...], blocks: list[Any]) -> float:
   dev = Device[device]
   program = linearize(graph_rewrite(optimize(kernel, dev.renderer, list(opts)), pm_accumulators, ctx=itertools.count(), name="beam"))
-  run = _load(dev, "beam", program, dev.renderer.render("beam", program))
+  run = _load(dev, "beam", program, dev.compiler.compile_cached(dev.renderer.render("beam", program)))
   times = []
   for _ in range(3):
     start = time.perf_counter()
@@ -2919,7 +2920,9 @@ def beam(kernel: UOp, device: str) -> list[Opt]:
   return list(winner)
 
 @traced("kernel")
-def get_program(ast: UOp, device: str) -> Kernel:
+def get_program(ast: UOp, device: str, pool: concurrent.futures.Executor | None = None) -> Kernel:
+  """The kernel of `ast`, compiled; given a `pool`, a new kernel compiles there, and its `program` is left as
+  (compiling, load) until `prepare_schedule` finishes it."""
   if (key := (ast, device)) not in _programs:
     dev = Device[device]
     opts: list[Opt] = []
@@ -2935,7 +2938,9 @@ def get_program(ast: UOp, device: str) -> Kernel:
     src = dev.renderer.render(name, program)
     if DEBUG >= 4: print(f"=== {name}: source for {device} ===\n{src}")
     if tracer is not None: tracer.kernel(name, src)
-    _programs[key] = Kernel(name, src, _load(dev, name, program, src), _count_ops(program))
+    load = functools.partial(_load, dev, name, program)
+    compiled = (pool.submit(dev.compiler.compile_cached, src), load) if pool else load(dev.compiler.compile_cached(src))
+    _programs[key] = Kernel(name, src, compiled, _count_ops(program))
   return _programs[key]
 
 # One runner serves both a schedule and a TinyJit replay (chapter 14), so
@@ -2961,19 +2966,26 @@ def run_item(kernel: Kernel | None, bufs: list[Buffer]) -> None:
 # A schedule is prepared whole before any of it runs: every kernel is
 # lowered and compiled first, so a kernel that fails to build fails the
 # realize before a single buffer has changed. (A zero-sized output needs no
-# kernel at all.)
+# kernel at all.) Lowering is Python and goes one kernel at a time, but a
+# compiler is a process of its own (or a library call that lets go of
+# Python's lock), so the new kernels of a schedule compile side by side, as
+# several at once (Python's default pool: the cores and a few): on a cold cache, compiling is most
+# of a training run's first step. Loading the binaries stays in this thread
+# (a GPU's context belongs to the thread that made it). A kernel whose
+# compile failed is forgotten, so the next realize compiles it again.
 def prepare_schedule(items: list[ScheduleItem]) -> list[tuple[Kernel | None, list[Buffer]] | None]:
   """Per item: (kernel, buffers) to run, kernel None for a copy; None for an item with nothing to do."""
   prepared: list[tuple[Kernel | None, list[Buffer]] | None] = []
-  for item in items:
-    bufs = [_buffers[b] for b in item.bufs]
-    if item.ast.op is Ops.COPY: prepared.append((None, bufs))
-    else: prepared.append((get_program(item.ast, bufs[0].device), bufs) if bufs[0].size else None)
+  with concurrent.futures.ThreadPoolExecutor() as pool:
+    for item in items:
+      bufs = [_buffers[b] for b in item.bufs]
+      if item.ast.op is Ops.COPY: prepared.append((None, bufs))
+      else: prepared.append((get_program(item.ast, bufs[0].device, pool), bufs) if bufs[0].size else None)
+  for item, step in zip(items, prepared):
+    if step is not None and step[0] is not None and isinstance(pending := step[0].program, tuple):
+      if pending[0].exception() is not None: del _programs[(item.ast, step[1][0].device)]
+      step[0].program = pending[1](pending[0].result())
   return prepared
-
-def run_schedule(items: list[ScheduleItem]) -> None:
-  for step in prepare_schedule(items):
-    if step is not None: run_item(*step)
 
 # ## Realizing tensors
 #
@@ -3045,8 +3057,7 @@ def realize_tensors(tensors: list[Tensor]) -> None:
   prepared = prepare_schedule(items)
   # what becomes of each tensor, by the buffer whose kernel finishes it
   grad_keys = {_gradient_key(t.uop) for t in list(_grad_tensors.values()) if t.requires_grad}
-  has_buffer: dict[UOp, bool] = {}
-  wants_grad: dict[UOp, bool] = {}
+  has_buffer, wants_grad = {}, {}  # per node of the graph: does it read a buffer, does a gradient want it
   for u in ran:
     has_buffer[u] = u.op is Ops.BUFFER or any(has_buffer[s] for s in u.src)
     wants_grad[u] = u in grad_keys or (u.op is not Ops.DETACH and any(wants_grad[s] for s in u.src))

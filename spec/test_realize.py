@@ -1,6 +1,7 @@
 """Chapter 12, realizing: semantics over time. A realize that fails leaves every tensor as it was or fully updated; a
 tensor's value is fixed when it is built, whatever is assigned later; reading a value never loses the graph that
 gradients need. References are numpy in float64."""
+import threading
 import numpy as np
 import pytest
 import tiny
@@ -61,6 +62,33 @@ def test_a_kernel_that_fails_to_compile_stops_the_realize_before_anything_runs(d
   monkeypatch.undo()
   check(a, [2.0, 3.0])
   check(b, 12345.0 * 5)
+
+def test_the_new_kernels_of_a_schedule_compile_side_by_side(device, monkeypatch):
+  compiler = Device[device].compiler
+  real, meeting = compiler.compile_cached, threading.Barrier(2, timeout=60)
+  def compile_cached(src):
+    meeting.wait()  # passes only when the other kernel's compile runs at the same time; alone, it breaks
+    return real(src)
+  monkeypatch.setattr(compiler, "compile_cached", compile_cached)
+  a = Tensor([1.0, 2.0], device=device).realize()
+  x, y = (a * 23456.0).contiguous(), (a + 34567.0).sum()  # two kernels no other test has
+  Tensor.realize(x, y)
+  check(x, [23456.0, 46912.0])
+  check(y, 34568.0 + 34569.0)
+
+def test_a_kernel_whose_compile_failed_compiles_again_next_time(device, monkeypatch):
+  compiler = Device[device].compiler
+  real = compiler.compile_cached
+  def compile_cached(src):
+    if "45678" in src: raise tiny.CompileError("planted compile failure")
+    return real(src)
+  monkeypatch.setattr(compiler, "compile_cached", compile_cached)
+  a = Tensor([1.0, 2.0], device=device).realize()
+  x, y = a * 45678.0, a + 56789.0  # compiled side by side: one fails, the other is kept
+  with pytest.raises(tiny.CompileError): Tensor.realize(x, y)
+  monkeypatch.undo()
+  check(x, [45678.0, 91356.0])
+  check(y, [56790.0, 56791.0])
 
 # ## A value is fixed when it is built
 
