@@ -3360,9 +3360,7 @@ class TensorMath:
   def floor(self) -> Tensor:
     t = self.trunc()
     return (self < t).where(t - 1, t) if self.dtype.is_float else self
-  def ceil(self) -> Tensor:
-    t = self.trunc()
-    return (self > t).where(t + 1, t) if self.dtype.is_float else self
+  def ceil(self) -> Tensor: return -(-self).floor() if self.dtype.is_float else self
   def round(self) -> Tensor:
     """Round half to even, as numpy and PyTorch do."""
     if not self.dtype.is_float: return self
@@ -3632,21 +3630,15 @@ class TensorIndexing:
     if step > 1: t = t.unsqueeze(dim + 1).pad([None] * (dim + 1) + [(0, step - 1)] + [None] * (t.ndim - dim - 1)).flatten(dim, dim + 1)
     return t.pad([None] * dim + [(start, n - start - t.shape[dim])] + [None] * (t.ndim - dim - 1))
   def _slice_axis(self, dim: int, s: slice) -> Tensor:
-    start, stop, step = s.indices(self.shape[dim])
-    if step < 0:
-      t = self.flip(dim)
-      n = self.shape[dim]
-      start, stop, step = n - 1 - start, n - 1 - stop, -step
-    else: t = self
-    length = max(0, -(-(stop - start) // step))
-    bounds = [None] * t.ndim
-    bounds[dim] = (start, min(start + length * step, t.shape[dim])) if length else (start, start)
-    t = t.shrink(bounds)
+    n = self.shape[dim]
+    start, stop, step = s.indices(n)
+    if step < 0: return self.flip(dim)._slice_axis(dim, slice(n - 1 - start, n - 1 - stop, -step))
+    length = len(range(start, stop, step))
+    t = self.shrink([None] * dim + [(start, min(start + length * step, n))] + [None] * (self.ndim - dim - 1))
     if step == 1 or length == 0: return t
     # keep every step-th element: pad to length*step, view as (length, step), take column 0
-    t = t.pad([None] * dim + [(0, length * step - t.shape[dim])] + [None] * (t.ndim - dim - 1))
-    t = t.reshape(t.shape[:dim] + (length, step) + t.shape[dim+1:])
-    return t.shrink([None] * (dim + 1) + [(0, 1)] + [None] * (t.ndim - dim - 2)).reshape(t.shape[:dim] + (length,) + t.shape[dim+2:])
+    t = t.pad([None] * dim + [(0, length * step - t.shape[dim])] + [None] * (t.ndim - dim - 1)).unflatten(dim, (length, step))
+    return t.shrink([None] * (dim + 1) + [(0, 1)] + [None] * (t.ndim - dim - 2)).squeeze(dim + 1)
   def _gather_axes(self, axes: list[int], indices: list[Tensor]) -> Tensor:
     for d, idx in zip(axes, indices):
       if idx.dtype.is_float or idx.dtype == dtypes.bool: raise IndexError(f"tensor indices must be integers, got {idx.dtype}")
@@ -3896,16 +3888,14 @@ class TensorLinalg:
     xs = list(operands[0]) if len(operands) == 1 and isinstance(operands[0], (list, tuple)) else list(operands)
     formula = formula.replace(" ", "")
     lhs, rhs = formula.split("->") if "->" in formula else (formula, None)
+    if rhs is None: rhs = "..." * ("..." in lhs) + "".join(sorted(c for c in lhs if lhs.count(c) == 1 and c.isalpha()))
     inputs = lhs.split(",")
     if len(inputs) != len(xs): raise ArgumentError(f"einsum: {formula!r} names {len(inputs)} operands, {len(xs)} given")
     if "..." in lhs:  # an ellipsis stands for the same unnamed letters in every operand, aligned on the right
       spare = [c for c in string.ascii_letters if c not in formula]
       counts = [x.ndim - len(s) + 3 if "..." in s else 0 for s, x in zip(inputs, xs)]
       inputs = [s.replace("...", "".join(spare[max(counts) - c:max(counts)])) for s, c in zip(inputs, counts)]
-      named = "".join(inputs)
-      rhs = rhs.replace("...", "".join(spare[:max(counts)])) if rhs is not None else \
-        "".join(spare[:max(counts)]) + "".join(sorted(c for c in named if named.count(c) == 1 and c not in spare))
-    if rhs is None: rhs = "".join(sorted(c for c in lhs if lhs.count(c) == 1 and c.isalpha()))
+      rhs = rhs.replace("...", "".join(spare[:max(counts)]))
     sizes: dict[str, int] = {}
     for i, (letters, x) in enumerate(zip(inputs, xs)):
       if len(letters) != x.ndim: raise ArgumentError(f"einsum: operand {i} has shape {x.shape}, {letters!r} names {len(letters)} axes")
@@ -3925,14 +3915,12 @@ class TensorLinalg:
                 for s, x in zip(inputs, xs)]
     out = functools.reduce(lambda a, b: a * b, lined_up).sum([i for i, c in enumerate(alphabet) if c not in rhs], dtype=dtype)
     return out.permute(argsort(argsort(list(rhs)))) if rhs else out
-  def tril(self, diagonal: int = 0) -> Tensor:
+  def _upper(self, diagonal: int) -> Tensor:
+    """True on and above the diagonal'th diagonal of the last two axes (0 is the main one, 1 the one above it)."""
     rows, cols = self.shape[-2:]
-    keep = Tensor.arange(rows, device=self.device).reshape(rows, 1) + diagonal >= Tensor.arange(cols, device=self.device).reshape(1, cols)
-    return keep.where(self, self.zeros_like())
-  def triu(self, diagonal: int = 0) -> Tensor:
-    rows, cols = self.shape[-2:]
-    keep = Tensor.arange(rows, device=self.device).reshape(rows, 1) + diagonal <= Tensor.arange(cols, device=self.device).reshape(1, cols)
-    return keep.where(self, self.zeros_like())
+    return Tensor.arange(rows, device=self.device).reshape(rows, 1) + diagonal <= Tensor.arange(cols, device=self.device).reshape(1, cols)
+  def triu(self, diagonal: int = 0) -> Tensor: return self._upper(diagonal).where(self, self.zeros_like())
+  def tril(self, diagonal: int = 0) -> Tensor: return self._upper(diagonal + 1).where(self.zeros_like(), self)
 
 # ## Pooling and convolution
 # Convolution is movement plus multiply plus sum, like matmul. `_pool`
@@ -3988,19 +3976,15 @@ class TensorConvolution:
     cin, cout_g = weight.shape[:2]
     w = weight.reshape(groups, cin // groups, cout_g, *hw).transpose(1, 2).reshape(groups * cout_g, cin // groups, *hw).flip(tuple(range(2, 2 + n)))
     x = self
-    for j, sj in enumerate(s):  # insert stride-1 zeros between input elements
-      if sj == 1: continue
-      axis = 2 + j
-      x = x.unsqueeze(axis + 1).pad([None] * (axis + 1) + [(0, sj - 1)] + [None] * (x.ndim - axis - 1))
-      x = x.flatten(axis, axis + 1)
-      x = x.shrink([None] * axis + [(0, x.shape[axis] - (sj - 1))] + [None] * (x.ndim - axis - 1))
+    for j, sj in enumerate(s):  # insert stride-1 zeros between input elements: the inverse of reading every sj-th
+      x = x._unslice_axis(2 + j, slice(None, None, sj), (x.shape[2 + j] - 1) * sj + 1)
     pads = [(dj * (kj - 1) - pj, dj * (kj - 1) - pj + oj) for kj, dj, pj, oj in zip(hw, d, p, op)]
     return x.pad([None, None] + pads).conv2d(w, bias, groups=groups, dilation=d)
 
   # Pools take a kernel of any number of spatial axes (its length says how many; an int means 2), PyTorch's padding
   # forms, and `ceil_mode`, which pads the end so that a last, partial window fits (if it starts inside the input).
-  def _pool_args(self, kernel_size: int | tuple[int, ...], stride: Any, dilation: Any, padding: Any, ceil_mode: bool) -> tuple:
-    k = _spatial(kernel_size, 2)
+  def _pool_args(self, kernel_size: int | tuple[int, ...], stride: Any, dilation: Any, padding: Any, ceil_mode: bool, n: int = 2) -> tuple:
+    k = _spatial(kernel_size, n)
     s, d = _spatial(stride if stride is not None else k, len(k)), _spatial(dilation, len(k))
     pads = _pool_padding(padding, k, d)
     if ceil_mode:
@@ -4035,10 +4019,9 @@ class TensorConvolution:
                    dilation: int | tuple[int, ...] = 1, padding: int | tuple[int, ...] = 0, output_size: Sequence[int] | None = None) -> Tensor:
     """Put each pooled value back at the position max_pool2d's `return_indices` gave, zeros elsewhere."""
     bs, c, *spatial = self.shape
-    k = _spatial(kernel_size, len(spatial))
-    s, d = _spatial(stride if stride is not None else k, len(k)), _spatial(dilation, len(k))
+    k, s, d, pads = self._pool_args(kernel_size, stride, dilation, padding, False, len(spatial))
     if output_size is None:
-      output_size = [(i - 1) * sj - (b + a) + dj * (kj - 1) + 1 for i, kj, sj, dj, (b, a) in zip(spatial, k, s, d, _pool_padding(padding, k, d))]
+      output_size = [(i - 1) * sj - (b + a) + dj * (kj - 1) + 1 for i, kj, sj, dj, (b, a) in zip(spatial, k, s, d, pads)]
     output_size = tuple(output_size)[-len(spatial):]
     hits = indices.reshape(bs, c, -1, 1) == Tensor.arange(prod(output_size), device=self.device)
     return hits.where(self.reshape(bs, c, -1, 1), 0).sum(2, dtype=self.dtype).reshape(bs, c, *output_size)
