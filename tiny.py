@@ -3217,8 +3217,7 @@ class PythonProgram:
     self.program = [(Ops[op], getattr(dtypes, dtype), src, arg) for op, dtype, src, arg in rows]
     # an accumulator's ACCUMULATE is read through the accumulator's own slot
     self.slot = [src[0] if op is Ops.ACCUMULATE else i for i, (op, _, src, _) in enumerate(self.program)]
-    self.loop_start = {i: src[0] for i, (op, _, src, _) in enumerate(self.program) if op is Ops.END}
-    self.loop_end = {start: end for end, start in self.loop_start.items()}
+    self.loop_end = {src[0]: i for i, (op, _, src, _) in enumerate(self.program) if op is Ops.END}  # RANGE -> its END
 
   def __call__(self, *blocks: bytearray) -> None:
     program, slot = self.program, self.slot
@@ -3365,9 +3364,8 @@ class TensorMath:
     """Round half to even, as numpy and PyTorch do."""
     if not self.dtype.is_float: return self
     f = self.floor()
-    diff = self - f
-    even_up = (f.abs() % 2) == 1
-    return (diff > 0.5).where(f + 1, (diff == 0.5).where(even_up.where(f + 1, f), f))
+    up = (self - f > 0.5) | ((self - f == 0.5) & (f % 2 == 1))  # f % 2 is 0 or 1, as % takes the divisor's sign
+    return up.where(f + 1, f)
   def abs(self) -> Tensor:  # the gradient at 0 is 0, as PyTorch's
     return (self < 0).where(-self, (self == 0).where(0, self)) if self.dtype != dtypes.bool and not self.dtype.is_unsigned else self
   def sign(self) -> Tensor:
@@ -3483,8 +3481,7 @@ class TensorMovement:
   def squeeze(self, dim: int | None = None) -> Tensor:
     if dim is None: return self.reshape(tuple(s for s in self.shape if s != 1))
     d = _axis(dim, self.ndim, self.shape)
-    if self.ndim == 0: return self
-    return self if self.shape[d] != 1 else self.reshape(self.shape[:d] + self.shape[d+1:])
+    return self if self.ndim == 0 or self.shape[d] != 1 else self.reshape(self.shape[:d] + self.shape[d+1:])
   def unsqueeze(self, dim: int) -> Tensor:
     d = _axis(dim, self.ndim + 1, self.shape)
     return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
@@ -3497,9 +3494,7 @@ class TensorMovement:
         raise ArgumentError(f"pad: padding ({b}, {a}) of axis {d} (size {n}) does not fit mode {mode!r}")
       if mode == "reflect": before, after = x._slice_axis(d, slice(1, b + 1)).flip(d), x._slice_axis(d, slice(n - 1 - a, n - 1)).flip(d)
       elif mode == "circular": before, after = x._slice_axis(d, slice(n - b, n)), x._slice_axis(d, slice(0, a))
-      else:
-        width = lambda k: tuple(k if i == d else s for i, s in enumerate(x.shape))
-        before, after = x._slice_axis(d, slice(0, 1)).expand(width(b)), x._slice_axis(d, slice(n - 1, n)).expand(width(a))
+      else: before, after = x._slice_axis(d, slice(0, 1)).repeat_interleave(b, d), x._slice_axis(d, slice(n - 1, n)).repeat_interleave(a, d)
       x = Tensor.cat(*(t for t in (before, x, after) if t.shape[d]), dim=d)
     return x
   def repeat(self, *repeats: Any) -> Tensor:
@@ -3560,11 +3555,11 @@ class TensorMovement:
 # semantics: the new value is the old one with `value` (broadcast to the
 # shape of `t[index]`) where `t[index]` reads. For basic indices that is the
 # indexing run backwards (pads instead of shrinks) and a `where`; for tensor
-# indices, each element compares its flat position with every indexed one (work
-# of size t.numel() times the number of indexed elements). A repeated index
-# takes the last value given, as numpy does; an out-of-range one writes
-# nowhere. Writing through a view (`t[0][1] = x`) changes the view's own copy,
-# not t.
+# indices, it is a `scatter` (below) of the values into the flat positions
+# that `t[index]` reads (work of size t.numel() times the number of indexed
+# elements). A repeated index takes the last value given, as numpy does; an
+# out-of-range one writes nowhere. Writing through a view (`t[0][1] = x`)
+# changes the view's own copy, not t.
 @tensor_methods
 class TensorIndexing:
   def __getitem__(self, index: Any) -> Tensor:
@@ -3616,18 +3611,13 @@ class TensorIndexing:
       return
     n = self.numel()
     position = (Tensor.arange(1, n + 1, device=self.device).reshape(self.shape)[index] - 1).flatten()  # -1: an out-of-range tensor index
-    k = position.shape[0]
-    hits = position.unsqueeze(-1) == Tensor.arange(n, device=self.device)  # (indexed element, flat position)
-    order = Tensor.arange(k, device=self.device).unsqueeze(-1)
-    last = hits.where(order, -1).max(0)
-    new = (hits & (order == last)).where(value.flatten().unsqueeze(-1), 0).sum(0, dtype=self.dtype)
-    self.assign((last >= 0).where(new, self.flatten()).reshape(self.shape))
+    self.assign(self.flatten().scatter(0, position, value.flatten()).reshape(self.shape))
   def _unslice_axis(self, dim: int, s: slice, n: int) -> Tensor:
     """The inverse of `_slice_axis(dim, s)` on an axis of size n: self's elements where the slice read them, zeros elsewhere."""
     start, stop, step = s.indices(n)
     if step < 0: return self._unslice_axis(dim, slice(n - 1 - start, None, -step), n).flip(dim)
-    t = self
-    if step > 1: t = t.unsqueeze(dim + 1).pad([None] * (dim + 1) + [(0, step - 1)] + [None] * (t.ndim - dim - 1)).flatten(dim, dim + 1)
+    # step - 1 zeros after each element (none for step 1: the unsqueeze and flatten cancel), then the rest around them
+    t = self.unsqueeze(dim + 1).pad([None] * (dim + 1) + [(0, step - 1)] + [None] * (self.ndim - dim - 1)).flatten(dim, dim + 1)
     return t.pad([None] * dim + [(start, n - start - t.shape[dim])] + [None] * (t.ndim - dim - 1))
   def _slice_axis(self, dim: int, s: slice) -> Tensor:
     n = self.shape[dim]
@@ -3635,17 +3625,15 @@ class TensorIndexing:
     if step < 0: return self.flip(dim)._slice_axis(dim, slice(n - 1 - start, n - 1 - stop, -step))
     length = len(range(start, stop, step))
     t = self.shrink([None] * dim + [(start, min(start + length * step, n))] + [None] * (self.ndim - dim - 1))
-    if step == 1 or length == 0: return t
-    # keep every step-th element: pad to length*step, view as (length, step), take column 0
+    # keep every step-th element: pad to length*step, view as (length, step), take column 0 (for step 1, all of it)
     t = t.pad([None] * dim + [(0, length * step - t.shape[dim])] + [None] * (t.ndim - dim - 1)).unflatten(dim, (length, step))
     return t.shrink([None] * (dim + 1) + [(0, 1)] + [None] * (t.ndim - dim - 2)).squeeze(dim + 1)
   def _gather_axes(self, axes: list[int], indices: list[Tensor]) -> Tensor:
-    for d, idx in zip(axes, indices):
-      if idx.dtype.is_float or idx.dtype == dtypes.bool: raise IndexError(f"tensor indices must be integers, got {idx.dtype}")
     # one flat index over the indexed axes, negative indices wrapped as numpy does
     bshape = functools.reduce(_broadcast_shape, [i.shape for i in indices])
     flat = Tensor.zeros(bshape, device=self.device, dtype=dtypes.int32)
     for d, idx in zip(axes, indices):
+      if idx.dtype.is_float or idx.dtype == dtypes.bool: raise IndexError(f"tensor indices must be integers, got {idx.dtype}")
       idx = idx.cast(dtypes.int32)
       flat = flat * self.shape[d] + (idx < 0).where(idx + self.shape[d], idx)._broadcast_to(bshape)
     rest = [d for d in range(self.ndim) if d not in axes]
@@ -3771,14 +3759,9 @@ class TensorJoining:
       if t.ndim != first.ndim or any(a != b for i, (a, b) in enumerate(zip(t.shape, first.shape)) if i != d):
         raise ArgumentError(f"cat: shapes {first.shape} and {t.shape} differ outside axis {d}")
     dtype = least_upper_dtype(*(t.dtype for t in tensors))
-    total, out, offset = sum(t.shape[d] for t in tensors), None, 0
-    for t in tensors:
-      pad = [None] * first.ndim
-      pad[d] = (offset, total - offset - t.shape[d])
-      piece = t.cast(dtype).pad(pad)
-      out = piece if out is None else out + piece
-      offset += t.shape[d]
-    return out
+    starts = [0, *itertools.accumulate(t.shape[d] for t in tensors)]  # each tensor's place along d; the last is the total
+    pieces = [t.cast(dtype)._unslice_axis(d, slice(start, end), starts[-1]) for t, start, end in zip(tensors, starts, starts[1:])]
+    return sum(pieces[1:], pieces[0])
   def stack(self, *others: Tensor, dim: int = 0) -> Tensor:
     if isinstance(self, (list, tuple)) and others: raise ArgumentError("stack takes tensors, or one sequence of them, not both")
     if isinstance(self, (list, tuple)): self, others = self[0], tuple(self[1:])
@@ -4124,9 +4107,7 @@ class TensorLosses:
     axis = 1 if self.ndim > 1 else 0
     log_probs = self.log_softmax(axis)
     if Y.dtype.is_float: target = Y
-    else:
-      classes = Tensor.arange(self.shape[axis], device=self.device).reshape((-1,) + (1,) * (self.ndim - axis - 1))
-      target = (Y.unsqueeze(axis) == classes).cast(log_probs.dtype)
+    else: target = Y.unsqueeze(axis)._one_hot_along(self.shape[axis], axis).cast(log_probs.dtype)
     if target.shape != self.shape: raise ArgumentError(f"cross_entropy: logits of shape {self.shape} and targets of shape {Y.shape} do not match")
     target = target * (1 - label_smoothing) + label_smoothing / self.shape[axis]
     return _reduction(-(target * log_probs).sum(axis), reduction)
