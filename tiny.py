@@ -3569,29 +3569,25 @@ class TensorIndexing:
     if used > self.ndim: raise IndexError(f"too many indices for tensor of shape {self.shape}: {used} given")
     at = next((n for n, i in enumerate(index) if i is Ellipsis), len(index))
     index[at:at+1] = [slice(None)] * (self.ndim - used)  # the ellipsis (or the end) stands for the axes not named
-    t, out_index, dim = self, [], 0
+    t, dim, axes, indices = self, 0, [], []  # dim: the axis of t that the next index reads; axes: the axes tensor indices read
     for i in index:
-      if i is None:
-        t = t.unsqueeze(dim)
-        out_index.append(slice(None)); dim += 1
+      if i is None: t, dim = t.unsqueeze(dim), dim + 1
       elif isinstance(i, bool) or not isinstance(i, (int, slice, Tensor, list, tuple)):
         raise IndexError(f"cannot index with {type(i).__name__}")
       elif isinstance(i, int):
         n = t.shape[dim]
         if not -n <= i < n: raise IndexError(f"index {i} is out of bounds for axis {dim} with size {n}")
         t = t._slice_axis(dim, slice(i % n, i % n + 1)).squeeze(dim)
-      elif isinstance(i, slice):
-        t = t._slice_axis(dim, i)
-        out_index.append(slice(None)); dim += 1
+      elif isinstance(i, slice): t, dim = t._slice_axis(dim, i), dim + 1
       else:
         bad = [] if isinstance(i, Tensor) else [v for v in _fully_flatten(i)[0] if not isinstance(v, int) or not -t.shape[dim] <= v < t.shape[dim]]
         if bad:
           raise IndexError(f"index {bad[0]} is out of bounds for axis {dim} with size {t.shape[dim]}")
         if not isinstance(i, Tensor) and all(isinstance(v, bool) for v in _fully_flatten(i)[0]):  # numpy would read a mask
           raise IndexError(f"a list of bools {i} as an index: boolean masks are not supported, use masked_select")
-        out_index.append(i if isinstance(i, Tensor) else Tensor(list(i), device=self.device, dtype=dtypes.int32)); dim += 1
-    tensor_axes = [d for d, i in enumerate(out_index) if isinstance(i, Tensor)]
-    return t._gather_axes(tensor_axes, [out_index[d] for d in tensor_axes]) if tensor_axes else t
+        indices.append(i if isinstance(i, Tensor) else Tensor(list(i), device=self.device, dtype=dtypes.int32))
+        axes, dim = axes + [dim], dim + 1
+    return t._gather_axes(axes, indices) if axes else t
   def __setitem__(self, index: Any, value: Any) -> None:
     view = self[index]  # checks the index, and gives the shape value broadcasts to
     value = (value if isinstance(value, Tensor) else Tensor(value, device=self.device, dtype=self.dtype)).cast(self.dtype).expand(view.shape)
@@ -4280,13 +4276,9 @@ class Embedding:
 
 def get_state_dict(obj: Any, prefix: str = "") -> dict[str, Tensor]:
   if isinstance(obj, Tensor): return {prefix.rstrip("."): obj}
-  if isinstance(obj, (list, tuple)): items = [(str(i), v) for i, v in enumerate(obj)]
-  elif isinstance(obj, dict): items = list(obj.items())
-  elif hasattr(obj, "__dict__"): items = list(vars(obj).items())
-  else: return {}
-  out: dict[str, Tensor] = {}
-  for k, v in items: out.update(get_state_dict(v, f"{prefix}{k}."))
-  return out
+  if isinstance(obj, (list, tuple)): obj = dict(enumerate(obj))
+  if not isinstance(obj, dict): obj = vars(obj) if hasattr(obj, "__dict__") else {}  # an object's attributes; a number holds no tensor
+  return {name: t for k, v in obj.items() for name, t in get_state_dict(v, f"{prefix}{k}.").items()}
 
 def get_parameters(obj: Any) -> list[Tensor]: return list(get_state_dict(obj).values())
 
