@@ -2353,7 +2353,9 @@ def lower(ast: UOp, optimizer: Callable[[UOp], UOp] = lambda kernel: kernel) -> 
 #   *copies*: the kernel's stores are repeated with `r_inner` = 0, 1, ...,
 #   which shares every load that does not depend on it;
 # - `UNROLL` (a reduce axis): copies of the reduce, each with its own
-#   accumulator, added up as a tree at the end;
+#   accumulator, added up as a tree at the end. If it is the first split of
+#   the kernel and every load that moves along it moves by 1, it becomes the
+#   lanes instead: a vector of partial results, combined once at the end;
 # - `THREAD` (an output axis): the outer part, of size `amount`, becomes the
 #   index of a worker thread; a CPU program runs that many threads at once.
 #
@@ -2444,14 +2446,41 @@ def _coefficient(index: UOp, r: UOp) -> int | None:
   return 0 if not steps else steps[0] if len(steps) == 1 else None
 
 def _lanes_fit(kernel: UOp, r: UOp, renderer: Renderer) -> bool:
-  users = [u for u in kernel.toposort() if r in u.toposort() and u.dtype != dtypes.void]
-  stores = [u.src[0].src[1] for u in kernel.src if u.op is Ops.STORE]
+  folds = [x for x in kernel.toposort() if x.op is Ops.REDUCE and r in x.src[1:]]  # what reads these sees no lanes
+  users = [u for u in kernel.toposort() if r in u.toposort() and u.dtype != dtypes.void and not any(f in u.toposort() for f in folds)]
+  stores = [u.src[0] for u in kernel.src if u.op is Ops.STORE]
+  loads = [i for i in kernel.toposort() if i.op is Ops.INDEX and i not in stores and r in i.toposort()]
+  # the lanes of an output axis are stored as one vector, those of a reduce are loaded as vectors
+  contiguous = all(_coefficient(i.src[1], r) == 1 for i in (stores if r.arg[1] == "UPCAST" else loads))
   return all(u.dtype in renderer.vector_dtypes and u.dtype.itemsize * r.src[0].arg <= renderer.vector_bytes for u in users) and \
-    r.src[0].arg in (2, 4, 8, 16) and all(_coefficient(i, r) == 1 for i in stores)
+    r.src[0].arg in (2, 4, 8, 16) and contiguous
+
+# Lanes along a reduce (when no output axis suits them, as in `x @ W.T`,
+# whose inputs both run along the reduced axis) hold partial results, one per
+# lane, in a vector accumulator; the lanes are combined once, at the end. So
+# the reduce over the lanes is moved outside the reduces over every other
+# loop, and the lanes range becomes an UPCAST, a vector around those loops.
+def _lanes_outermost(ctx: UOp, x: UOp) -> UOp | None:
+  if ctx in x.src[1:] and len(x.src) > 2: inner, rest = x.src[0], tuple(r for r in x.src[1:] if r is not ctx)
+  elif x.src[0].op is Ops.REDUCE and x.src[0].src[1:] == (ctx,) and x.src[0].arg == x.arg: inner, rest = x.src[0].src[0], x.src[1:]
+  else: return None
+  return UOp(Ops.REDUCE, x.dtype, (UOp(Ops.REDUCE, x.dtype, (inner, *rest), x.arg), ctx), x.arg)
+
+pm_lanes_last = PatternMatcher([(UPat(Ops.REDUCE, name="x"), _lanes_outermost)])
+
+# A reduce over the lanes nested in another reduce (a sum of sums with an op
+# between them) cannot be moved out: its lanes would not start afresh on
+# each trip of the outer loop. Then the lanes become copies after all.
+def _moved_out(kernel: UOp, lanes: UOp) -> bool:
+  return not any(y.op is Ops.REDUCE and lanes in y.src[1:] for x in kernel.toposort() if x.op is Ops.REDUCE for y in x.src[0].toposort())
 
 def expand(kernel: UOp, renderer: Renderer) -> UOp:
   upcasts = [r for r in _ranges(kernel) if r.arg[1] in ("UPCAST", "UNROLL")]
-  lanes = next((r for r in upcasts if r.arg[1] == "UPCAST" and _lanes_fit(kernel, r, renderer)), None)
+  lanes = next((r for r in sorted(upcasts, key=lambda r: r.arg[0]) if _lanes_fit(kernel, r, renderer)), None)  # the first made
+  if lanes is not None and lanes.arg[1] == "UNROLL":
+    moved = graph_rewrite(kernel, pm_lanes_last, ctx=lanes, name="lanes last")
+    if _moved_out(moved, lanes): kernel = substitute(moved, {lanes: UOp(Ops.RANGE, dtypes.int32, lanes.src, (lanes.arg[0], "UPCAST"))})
+    else: lanes = None
   for r in upcasts:
     if r is not lanes: kernel = graph_rewrite(kernel, pm_expand, ctx=r, name="expand")
   return kernel
@@ -2461,7 +2490,10 @@ def expand(kernel: UOp, renderer: Renderer) -> UOp:
 # Which opts a kernel gets, read from its shape; each step is one idea:
 #
 # 1. lanes: the output axis along which the store is contiguous, if every
-#    load steps by 0 or 1 along it, is upcast by the vector width;
+#    load steps by 0 or 1 along it, is upcast by the vector width; if there
+#    is none, the innermost reduce is unrolled by the vector width, if that
+#    makes lanes (`x @ W.T`, a linear layer's product, reads both inputs
+#    along the reduce, and neither along the output's contiguous axis);
 # 2. register tiling: if the kernel reduces, for each load an output axis
 #    along which it does not move (so its value is reused by every copy) is
 #    upcast by 4, two upcasts at most: a matmul gets a 4x8 tile (rows copied,
@@ -2491,12 +2523,16 @@ def heuristic(kernel: UOp, renderer: Renderer) -> list[Opt]:
     if width >= 2 and r.src[0].arg % width == 0 and _coefficient(store, r) == 1 and all(_coefficient(x, r) in (0, 1) for x in loads):
       add(Opt("UPCAST", i, width))
       break
+  if not opts and axes("REDUCE") and width >= 2 and axes("REDUCE")[-1][1].src[0].arg % width == 0:  # else the innermost reduce
+    trial = apply_opt(kernel, lanes := Opt("UNROLL", axes("REDUCE")[-1][0], width))
+    if _lanes_fit(trial, max(_ranges(trial), key=lambda u: u.arg[0]), renderer): add(lanes)  # the newest range
+  def upcasts() -> int: return sum(o.op == "UPCAST" for o in opts)
   if axes("REDUCE"):
     for x in loads:  # each input that stays put along an output axis is reused by every copy along it
       tiled = [r for _, r in axes("LOOP") if r.src[0].arg % 4 == 0 and _coefficient(x, r) == 0 and r.arg[0] not in split]
-      if len(opts) < 2 and tiled: add(Opt("UPCAST", [r for _, r in axes("LOOP")].index(tiled[0]), 4))
+      if upcasts() < 2 and tiled: add(Opt("UPCAST", [r for _, r in axes("LOOP")].index(tiled[0]), 4))
     i, r = axes("REDUCE")[-1]
-    full = r.src[0].arg <= 16 and len(opts) < 2  # a big register tile already holds enough adds in flight
+    full = r.src[0].arg <= 16 and upcasts() < 2  # a big register tile already holds enough adds in flight
     if r.src[0].arg >= 2 and (full or r.src[0].arg % 4 == 0): add(Opt("UNROLL", i, r.src[0].arg if full else 4))
   work = prod(r.src[0].arg for r in _ranges(kernel))
   if renderer.threads > 1 and work >= 1 << 17 and axes("LOOP"):
@@ -2716,6 +2752,12 @@ class CStyleRenderer(Renderer):
     for self.lane in range(self.width): lanes.append(self.render_uop(u))
     self.lane = None
     return " ".join(lanes) if u.op is Ops.STORE else f"({self.type_of(u)}){{{', '.join(lanes)}}}"
+  # A reduce over the lanes (chapter 11) ends in one value: its accumulator's lanes, combined as a tree.
+  def fold(self, u: UOp) -> str:
+    def tree(xs: list[str]) -> str:
+      if len(xs) == 1: return xs[0]
+      return self.code_for_op[u.src[1].op](tree(xs[:len(xs)//2]), tree(xs[len(xs)//2:]), u.dtype)
+    return tree([f"{self.names[u.src[0]]}[{i}]" for i in range(self.width)])
   def render_const(self, value: Any, dtype: DType) -> str:
     if dtype.is_float:
       body = self.nan if value != value else ("-" if value < 0 else "") + self.infinity if math.isinf(value) else f"{float(value)!r}"
@@ -2731,9 +2773,10 @@ class CStyleRenderer(Renderer):
     self.names, self.typedefs, self.lane = {}, {}, None
     self.lanes = next((u for u in program if u.op is Ops.RANGE and u.arg[1] == "UPCAST"), None)
     self.width, self.vec = self.lanes.src[0].arg if self.lanes else 1, set()
+    folds = {u for u in program if u.op is Ops.ACCUMULATE and u.src[0].src[1:] == (self.lanes,)}  # reduces over the lanes
     for _ in range(2):  # twice: an accumulator is a vector when its update is, and then so is whatever reads it
       for u in program:
-        if u is self.lanes or u.op is not Ops.DEFINE_ACC and any(s in self.vec for s in u.src): self.vec.add(u)
+        if u is self.lanes or u.op is not Ops.DEFINE_ACC and u not in folds and any(s in self.vec for s in u.src): self.vec.add(u)
       self.vec |= {u.src[0] for u in program if u.op is Ops.ACCUMULATE and u.src[1] in self.vec}
     params, lines, depth, counts, specials = {}, [], 1, {"val": 0, "alu": 0, "acc": 0, "cast": 0}, set()
     for u in program:
@@ -2755,7 +2798,7 @@ class CStyleRenderer(Renderer):
         if u.op is Ops.END: depth -= 1
         lines.append("  " * depth + text)
         if u.op is Ops.RANGE and u is not self.lanes: depth += 1
-        if u.op is Ops.ACCUMULATE: self.names[u] = self.names[u.src[0]]
+        if u.op is Ops.ACCUMULATE: self.names[u] = self.fold(u) if u in folds else self.names[u.src[0]]
       else:
         prefix = "val" if u.op is Ops.LOAD else "alu"
         self.names[u], counts[prefix] = f"{prefix}{counts[prefix]}", counts[prefix] + 1

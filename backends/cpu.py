@@ -118,4 +118,5 @@ _workers = concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1)
 def open_device(name: str) -> Compiled:
   compiler, renderer = CPUCompiler(), CPURenderer()
   if not compiler.half: renderer.supported_dtypes = tuple(d for d in renderer.supported_dtypes if d != dtypes.float16)
+  if "__AVX512F__" in compiler.cache_key: renderer.vector_bytes = 64  # the compiler may use AVX-512's 64-byte registers
   return Compiled(name, CPUAllocator(), renderer, compiler, CPUProgram)

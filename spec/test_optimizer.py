@@ -42,8 +42,20 @@ def test_the_heuristic_tiles_a_matmul_and_noopt_keeps_plain_loops():
   with Context(NOOPT=1): plain = source_of(a @ b + 1, "CPU")
   with Context(NOOPT=0): tiled = source_of(a @ b + 2, "CPU")  # (the suite may run under NOOPT=1)
   assert "vector_size" not in plain and "core_id" not in plain
-  assert "typedef float float8 __attribute__((vector_size(32)" in tiled, "the contiguous columns should be vector lanes"
+  vb = Device["CPU"].renderer.vector_bytes
+  assert f"typedef float float{vb // 4} __attribute__((vector_size({vb})" in tiled, "the contiguous columns should be vector lanes"
   assert "acc3" in tiled and "acc3" not in plain, "rows copied by 4: several accumulators"
+
+def test_x_at_w_transposed_gets_lanes_along_the_reduce_combined_once():
+  if "CPU" not in Device.names(): pytest.skip("needs the CPU device")
+  x, w = rand(32, 256), rand(64, 256)
+  out = Tensor(x, device="CPU") @ Tensor(w, device="CPU").T
+  with Context(NOOPT=0): src = source_of(out, "CPU")
+  vb = Device["CPU"].renderer.vector_bytes
+  assert f"*(float{vb // 4}*)(data1+" in src and f"*(float{vb // 4}*)(data2+" in src, "both inputs load as vectors along the reduce"
+  assert src.count("acc0[0]") == 1, "the lanes are combined once, after the loops"
+  # 256 products of up to 4 in size, summed: float32 rounding leaves about 1e-5 absolute
+  np.testing.assert_allclose(out.numpy(), x.astype(np.float64) @ w.T, rtol=1e-5, atol=2e-5)
 
 def test_debug_3_prints_the_opts_of_each_kernel(device, capsys):
   with Context(DEBUG=3, NOOPT=0): (Tensor(rand(32, 32), device=device) @ Tensor(rand(32, 32), device=device) * 3).realize()

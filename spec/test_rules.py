@@ -280,6 +280,11 @@ def ex_optimized_matmul(device):
   c = rng_data(64, 64)  # a GPU copies an elementwise kernel's contiguous axis by 4, here read at a stride of 64
   with tiny.Context(NOOPT=0): check(Tensor(c, device=device).T * 2, c.T * 2)
 
+def ex_linear_with_lanes_along_the_reduce(device):
+  # x @ W.T reads both inputs along the reduced axis: its lanes are partial sums, combined after every other loop
+  x, w = rng_data(8, 64), rng_data(16, 64, seed=1)
+  with tiny.Context(NOOPT=0): check((Tensor(x, device=device) @ Tensor(w, device=device).T).relu(), np.maximum(x @ w.T, 0))
+
 def ex_unrolled_max(device):
   # a reduce longer than 16 is unrolled by 4: the REDUCE then names the two halves of its split loop
   a = np.random.default_rng(0).integers(-1000, 1000, 4096).astype(np.int32)
@@ -290,7 +295,7 @@ def ex_gated_store(device):
 
 TENSOR_EXAMPLES: dict[str, Callable[[str], None]] = {fn.__name__.removeprefix("ex_"): fn for fn in [
   ex_broadcast_chain, ex_permute_flip_reshape, ex_pad_shrink, ex_reductions, ex_matmul, ex_arange_cast_bitcast, ex_softmax,
-  ex_reuse_realized, ex_gradient_after_a_read, ex_reduce_read_by_two_kernels, ex_contiguous_detach, ex_assign_then_read, ex_copy, ex_empty_reduce, ex_variable_in_a_kernel, ex_optimized_matmul, ex_unrolled_max, ex_gated_store]}
+  ex_reuse_realized, ex_gradient_after_a_read, ex_reduce_read_by_two_kernels, ex_contiguous_detach, ex_assign_then_read, ex_copy, ex_empty_reduce, ex_variable_in_a_kernel, ex_optimized_matmul, ex_linear_with_lanes_along_the_reduce, ex_unrolled_max, ex_gated_store]}
 
 # ## Gradients: on the device, against central differences of numpy
 
@@ -409,6 +414,7 @@ def discover() -> dict[int, list[str]]:
 def test_rule(device, rule):
   if rule.matcher == "string_rewrite" and not isinstance(Device[device].renderer, tiny.CStyleRenderer):
     pytest.skip(f"{device}'s renderer does not render through string_rewrite")
+  if rule.matcher == "pm_lanes_last" and not Device[device].renderer.vector_bytes: pytest.skip(f"{device} has no vector lanes")
   if "." in rule.matcher and rule.matcher.split(".")[0] != device: pytest.skip(f"a rule of the {rule.matcher.split('.')[0]} backend")
   runs = {name: run_example(name, device) for name in EXAMPLE_NAMES}
   fired = {name: run.fired[id(rule.pattern)] for name, run in runs.items() if id(rule.pattern) in run.fired}
