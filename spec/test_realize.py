@@ -46,13 +46,17 @@ def test_a_failing_assign_kernel_leaves_the_assign_pending(device):
   finally: undo()
   check(a, [2.0, 3.0])  # a failing realize, then a good one: a+1, not a+2
 
-def test_a_kernel_that_fails_to_compile_stops_the_realize_before_anything_runs(device, monkeypatch):
+def plant_compile_failure(monkeypatch, device: str, marker: str) -> None:
+  """From now until monkeypatch.undo(), compiling a kernel whose source holds `marker` fails on `device`."""
   compiler = Device[device].compiler
   real = compiler.compile_cached
   def compile_cached(src):
-    if "12345" in src: raise tiny.CompileError("planted compile failure")
+    if marker in src: raise tiny.CompileError("planted compile failure")
     return real(src)
   monkeypatch.setattr(compiler, "compile_cached", compile_cached)
+
+def test_a_kernel_that_fails_to_compile_stops_the_realize_before_anything_runs(device, monkeypatch):
+  plant_compile_failure(monkeypatch, device, "12345")
   a = Tensor([1.0, 2.0], device=device).realize()
   a.assign(a + 1)
   b = (a * 12345.0).sum()  # compiled after the assign's kernel, and run after it
@@ -77,12 +81,7 @@ def test_the_new_kernels_of_a_schedule_compile_side_by_side(device, monkeypatch)
   check(y, 34568.0 + 34569.0)
 
 def test_a_kernel_whose_compile_failed_compiles_again_next_time(device, monkeypatch):
-  compiler = Device[device].compiler
-  real = compiler.compile_cached
-  def compile_cached(src):
-    if "45678" in src: raise tiny.CompileError("planted compile failure")
-    return real(src)
-  monkeypatch.setattr(compiler, "compile_cached", compile_cached)
+  plant_compile_failure(monkeypatch, device, "45678")
   a = Tensor([1.0, 2.0], device=device).realize()
   x, y = a * 45678.0, a + 56789.0  # compiled side by side: one fails, the other is kept
   with pytest.raises(tiny.CompileError): Tensor.realize(x, y)
