@@ -2435,10 +2435,11 @@ pm_expand = PatternMatcher([
   (UPat(Ops.SINK, name="x"), _expand_stores),
 ])
 
-# The lanes: at most one upcast stays a range, if the renderer has vectors
-# wide enough for every value that depends on it, and the output is
-# contiguous along it (so the store is one vector store). Every other upcast
-# and unroll becomes copies.
+# The lanes: at most one upcast or unroll stays a range, the first one made
+# that fits: the renderer has vectors wide enough for every value that
+# depends on it, and memory is contiguous along it (an output upcast stores
+# one vector, an unroll's loads read vectors). Every other upcast and unroll
+# becomes copies.
 def _coefficient(index: UOp, r: UOp) -> int | None:
   """How far the address moves when r grows by one: 0, a constant, or None when not linear in r."""
   steps = [1 if t is r else t.src[1].arg if t.op is Ops.MUL and t.src[0] is r and t.src[1].op is Ops.CONST else None
@@ -2446,10 +2447,11 @@ def _coefficient(index: UOp, r: UOp) -> int | None:
   return 0 if not steps else steps[0] if len(steps) == 1 else None
 
 def _lanes_fit(kernel: UOp, r: UOp, renderer: Renderer) -> bool:
-  folds = [x for x in kernel.toposort() if x.op is Ops.REDUCE and r in x.src[1:]]  # what reads these sees no lanes
-  users = [u for u in kernel.toposort() if r in u.toposort() and u.dtype != dtypes.void and not any(f in u.toposort() for f in folds)]
+  nodes = kernel.toposort()
+  folds = [x for x in nodes if x.op is Ops.REDUCE and r in x.src[1:]]  # what reads these sees no lanes
+  users = [u for u in nodes if r in u.toposort() and u.dtype != dtypes.void and not any(f in u.toposort() for f in folds)]
   stores = [u.src[0] for u in kernel.src if u.op is Ops.STORE]
-  loads = [i for i in kernel.toposort() if i.op is Ops.INDEX and i not in stores and r in i.toposort()]
+  loads = [i for i in nodes if i.op is Ops.INDEX and i not in stores and r in i.toposort()]
   # the lanes of an output axis are stored as one vector, those of a reduce are loaded as vectors
   contiguous = all(_coefficient(i.src[1], r) == 1 for i in (stores if r.arg[1] == "UPCAST" else loads))
   return all(u.dtype in renderer.vector_dtypes and u.dtype.itemsize * r.src[0].arg <= renderer.vector_bytes for u in users) and \
@@ -2523,9 +2525,10 @@ def heuristic(kernel: UOp, renderer: Renderer) -> list[Opt]:
     if width >= 2 and r.src[0].arg % width == 0 and _coefficient(store, r) == 1 and all(_coefficient(x, r) in (0, 1) for x in loads):
       add(Opt("UPCAST", i, width))
       break
-  if not opts and axes("REDUCE") and width >= 2 and axes("REDUCE")[-1][1].src[0].arg % width == 0:  # else the innermost reduce
-    trial = apply_opt(kernel, lanes := Opt("UNROLL", axes("REDUCE")[-1][0], width))
-    if _lanes_fit(trial, max(_ranges(trial), key=lambda u: u.arg[0]), renderer): add(lanes)  # the newest range
+  # no output axis took the lanes: the innermost reduce may, if the unroll it would get fits as lanes
+  if not opts and axes("REDUCE") and width >= 2 and axes("REDUCE")[-1][1].src[0].arg % width == 0:
+    trial = apply_opt(kernel, opt := Opt("UNROLL", axes("REDUCE")[-1][0], width))
+    if _lanes_fit(trial, max(_ranges(trial), key=lambda u: u.arg[0]), renderer): add(opt)  # the unroll's range is the newest
   def upcasts() -> int: return sum(o.op == "UPCAST" for o in opts)
   if axes("REDUCE"):
     for x in loads:  # each input that stays put along an output axis is reused by every copy along it
