@@ -2437,9 +2437,9 @@ pm_expand = PatternMatcher([
 
 # The lanes: at most one upcast or unroll stays a range, the first one made
 # that fits: the renderer has vectors wide enough for every value that
-# depends on it, and memory is contiguous along it (an output upcast stores
-# one vector, an unroll's loads read vectors). Every other upcast and unroll
-# becomes copies.
+# depends on it and a vector form of every op computing one, and memory is
+# contiguous along it (an output upcast stores one vector, an unroll's loads
+# read vectors). Every other upcast and unroll becomes copies.
 def _coefficient(index: UOp, r: UOp) -> int | None:
   """How far the address moves when r grows by one: 0, a constant, or None when not linear in r."""
   steps = [1 if t is r else t.src[1].arg if t.op is Ops.MUL and t.src[0] is r and t.src[1].op is Ops.CONST else None
@@ -2454,8 +2454,10 @@ def _lanes_fit(kernel: UOp, r: UOp, renderer: Renderer) -> bool:
   loads = [i for i in nodes if i.op is Ops.INDEX and i not in stores and r in i.toposort()]
   # the lanes of an output axis are stored as one vector, those of a reduce are loaded as vectors
   contiguous = all(_coefficient(i.src[1], r) == 1 for i in (stores if r.arg[1] == "UPCAST" else loads))
+  # math the renderer has no vector form for would be done lane by lane: slower than copies, that stay scalar
+  vector_math = all(u.op in renderer.vector_ops for u in users if u.op in GroupOp.ALU)
   return all(u.dtype in renderer.vector_dtypes and u.dtype.itemsize * r.src[0].arg <= renderer.vector_bytes for u in users) and \
-    r.src[0].arg in (2, 4, 8, 16) and contiguous
+    r.src[0].arg in (2, 4, 8, 16) and contiguous and vector_math
 
 # Lanes along a reduce (when no output axis suits them, as in `x @ W.T`,
 # whose inputs both run along the reduced axis) hold partial results, one per
@@ -2645,6 +2647,7 @@ class Renderer:
   # what the optimizer may use (chapter 11): vector registers, and worker threads
   vector_bytes: int = 0
   vector_dtypes: tuple[DType, ...] = ()
+  vector_ops: set[Ops] = set()  # the ALU ops it computes on whole vectors
   threads: int = 1
   # which opts a kernel gets unless BEAM searches or NOOPT is set: chapter 11's heuristic, or a device's own (a GPU's)
   def choose_opts(self, kernel: UOp) -> list[Opt]: return heuristic(kernel, self)
