@@ -1904,9 +1904,17 @@ class TensorGradients:
 #   element of its row; computing it inline would repeat the whole reduction
 #   for every element. Storing it costs one small kernel. (Softmax is thus
 #   three kernels: the max, the sum of exponentials, the division.)
-#   For the same reason, the input of a reduce that itself holds a reduce
-#   is stored: a reduction inside a reduction's loop would be recomputed on
-#   every trip around it.
+#   A reduce inside another reduce's loop is not expanded and stays inline:
+#   it reads the outer loop's index, so each trip computes a new value, not
+#   the same one again. (A conv's input gradient sums over output channels
+#   inside the sums over the window positions, in one kernel.)
+# - a *padded* value that is expanded. A conv reads each element of its
+#   padded input once per output channel and window position; read inline,
+#   every one of those reads tests whether it falls in the padding, and such
+#   a guarded load cannot be part of a vector. Stored, the padding is zeros
+#   in memory and the reads are plain. It is stored as padded, in its
+#   source's order, before the movement ops that follow reorder it (a conv's
+#   window trick transposes it first).
 # - a value that runs a reduction and is read by more than one kernel: each
 #   would run the reduction again. In a training step the forward `x @ W1`
 #   is read by the forward pass and by the backward pass's relu mask;
@@ -2020,19 +2028,26 @@ def order_schedule(ctx: ScheduleContext) -> list[ScheduleItem]:
   if len(order) != len(items): raise RuntimeError("cannot order the kernels: a value is needed both before and after an assign to it")
   return order
 
-def _holds_reduce(memo: dict[UOp, bool], x: UOp) -> bool:
-  """Does computing x inline mean running a reduction? (Stop at stored values; `memo` makes the pass linear.)"""
+def _holds(memo: dict[UOp, frozenset[Ops]], x: UOp) -> frozenset[Ops]:
+  """Does computing x inline run a reduction, or pad? (Stop at stored values; `memo` makes the pass linear.)"""
   for u in x.toposort(lambda u: u not in memo and u.op not in (Ops.CONTIGUOUS, Ops.BUFFER)):
-    memo[u] = u.op is Ops.REDUCE_AXIS or any(memo.get(s, False) for s in u.src)
-  return memo.get(x, False)
+    memo[u] = frozenset({u.op} & {Ops.REDUCE_AXIS, Ops.PAD}).union(*(memo.get(s, frozenset()) for s in u.src))
+  return memo.get(x, frozenset())
+
+def _stored(x: UOp) -> UOp:
+  """x marked to be stored; if x only moves a padded value, the padded value is stored (in its own order) and moved."""
+  below = x
+  while below.op in GroupOp.Movement - {Ops.PAD}: below = below.src[0]
+  if below.op is not Ops.PAD or below is x: return UOp(Ops.CONTIGUOUS, x.dtype, (x,))
+  return x.replace(src=(_stored(x.src[0]),))
 
 def _stores_itself(x: UOp) -> bool: return _is_stored(x) or x.op in (Ops.CONTIGUOUS, Ops.ASSIGN, Ops.COPY)
 
 pm_realize_points = PatternMatcher([
   (UPat(Ops.SINK, name="s"), lambda s: UOp.sink(*(x if _stores_itself(x) else UOp(Ops.CONTIGUOUS, x.dtype, (x,)) for x in s.src))
    if not all(_stores_itself(x) for x in s.src) else None),
-  (UPat((Ops.EXPAND, Ops.REDUCE_AXIS), src=(UPat(name="x"),), name="e"), lambda ctx, e, x: e.replace(src=(UOp(Ops.CONTIGUOUS, x.dtype, (x,)),))
-   if x.op is not Ops.CONTIGUOUS and _holds_reduce(ctx, x) else None),
+  (UPat(Ops.EXPAND, src=(UPat(name="x"),), name="e"), lambda ctx, e, x: e.replace(src=(_stored(x),))
+   if x.op is not Ops.CONTIGUOUS and _holds(ctx, x) else None),
 ])
 
 pm_kernelize = PatternMatcher([

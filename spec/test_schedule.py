@@ -2,7 +2,7 @@
 stored results are reused, never recomputed. Counted with GlobalCounters.kernel_count on every device."""
 import numpy as np
 import pytest
-from tiny import Buffer, Device, Tensor, GlobalCounters, dtypes
+from tiny import Buffer, Device, Ops, Tensor, GlobalCounters, create_schedule, dtypes
 from tiny.nn.optim import SGD
 from conftest import check, watching_rewrites
 
@@ -90,6 +90,29 @@ def test_matmul_is_one_kernel(device):
 def test_reduce_used_at_every_element_is_stored_once(device):
   a = Tensor(data((3, 5)), device=device)
   assert kernels(a - a.mean(1, keepdim=True)) == 2  # the mean, then the subtraction reading it
+
+def test_reduce_inside_a_reduce_is_one_kernel(device):
+  a = Tensor(data((3, 4, 5)), device=device)
+  out = (a.sum(2).exp() * 0.5).sum(1)  # each trip of the outer sum computes another inner sum: nothing is recomputed
+  assert kernels(out) == 1
+  check(out, (np.exp(data((3, 4, 5)).astype(np.float64).sum(2)) * 0.5).sum(1))
+
+def test_a_padded_input_read_by_a_conv_is_stored_once_and_read_unguarded(device):
+  x, w = data((2, 3, 5, 5)), data((4, 3, 3, 3), 1)
+  tx, tw = Tensor(x, device=device, requires_grad=True), Tensor(w, device=device, requires_grad=True)
+  out = tx.conv2d(tw, padding=1)
+  items, _ = create_schedule([out.uop])
+  reduce_kernel = next(i.ast for i in items if any(u.op is Ops.REDUCE_AXIS for u in i.ast.toposort()))
+  assert not any(u.op is Ops.PAD for u in reduce_kernel.toposort())  # the padding is in memory, not tested at each read
+  (out * Tensor(data((2, 4, 5, 5), 2), device=device)).sum().backward()
+  # the padded input (shared by the output and the weight gradient), the output, the input gradient, the weight gradient
+  assert kernels(out, tx.grad, tw.grad) == 4
+  xp, g = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1))), data((2, 4, 5, 5), 2).astype(np.float64)
+  windows = np.lib.stride_tricks.sliding_window_view(xp, (3, 3), axis=(2, 3))  # (n, c, y, x, ky, kx)
+  check(out, np.einsum("ncyxij,ocij->noyx", windows, w))
+  check(tw.grad, np.einsum("ncyxij,noyx->ocij", windows, g))
+  gp = np.pad(g, ((0, 0), (0, 0), (1, 1), (1, 1)))
+  check(tx.grad, np.einsum("noyxij,ocij->ncyx", np.lib.stride_tricks.sliding_window_view(gp, (3, 3), axis=(2, 3)), w[:, :, ::-1, ::-1]))
 
 def test_movement_of_a_stored_tensor(device):
   a = Tensor(data((3, 4)), device=device).realize()
