@@ -525,8 +525,7 @@ class UOp(MathMixin, metaclass=UOpMetaClass):
   def cast(self, dtype: DType) -> UOp: return self if self.dtype == dtype else UOp(Ops.CAST, dtype, (self,))
   def bitcast(self, dtype: DType) -> UOp: return UOp(Ops.BITCAST, dtype, (self,))
   def replace(self, **kwargs: Any) -> UOp:
-    fields = {"op": self.op, "dtype": self.dtype, "src": self.src, "arg": self.arg, **kwargs}
-    return UOp(fields["op"], fields["dtype"], fields["src"], fields["arg"])
+    return UOp(**{"op": self.op, "dtype": self.dtype, "src": self.src, "arg": self.arg, **kwargs})
 
   # ### Sources and args by name
   # The table at the top of this chapter says what each op's sources and arg
@@ -724,8 +723,7 @@ class PatternMatcher:
   def __add__(self, other: PatternMatcher) -> PatternMatcher: return PatternMatcher(self.patterns + other.patterns)
 
   def rewrite(self, uop: UOp, ctx: Any = None) -> UOp | None:
-    result = self.rewrite_with_rule(uop, ctx)
-    return None if result is None else result[0]
+    return None if (result := self.rewrite_with_rule(uop, ctx)) is None else result[0]
 
   def rewrite_with_rule(self, uop: UOp, ctx: Any = None) -> tuple[Any, UPat] | None:
     """Like `rewrite`, but also says which rule fired (for tracing and error messages)."""
@@ -1293,9 +1291,7 @@ def _fully_flatten(data: Any) -> tuple[list[Any], tuple[int, ...]]:
   return flat, tuple(shape)
 
 def _numpy_dtype(np_dtype: Any) -> DType:
-  names = {"bool": dtypes.bool, "int8": dtypes.int8, "uint8": dtypes.uint8, "int16": dtypes.int16, "uint16": dtypes.uint16,
-           "int32": dtypes.int32, "uint32": dtypes.uint32, "int64": dtypes.int64, "uint64": dtypes.uint64,
-           "float16": dtypes.float16, "float32": dtypes.float32, "float64": dtypes.float64}
+  names = {d.name: d for d in dtypes.all()}  # numpy's names are tiny's
   if str(np_dtype) not in names: raise TypeError(f"numpy dtype {np_dtype} has no tiny dtype")
   return names[str(np_dtype)]
 
@@ -2869,6 +2865,7 @@ DISABLE_COMPILER_CACHE = ContextVar("DISABLE_COMPILER_CACHE", 0, "1 compiles eve
 class Compiler:
   """Source to binary. `compile_cached` keeps binaries on disk, named by a hash of the source and the compiler's settings."""
   cache_key = ""
+  joins_sources = False  # do several kernels' sources, joined, compile to one binary that holds them all? (C's do)
   def compile(self, src: str) -> bytes: raise NotImplementedError
   def compile_cached(self, src: str) -> bytes:
     if DISABLE_COMPILER_CACHE or _cache_off: return self.compile(src)
@@ -2907,7 +2904,7 @@ def _cache_unusable(folder: pathlib.Path, error: OSError) -> None:
 class Kernel:
   name: str
   src: str
-  program: Callable[..., Any]  # (compiling, load) while it compiles, until prepare_schedule finishes it
+  program: Callable[..., Any]  # while it compiles (prepare_schedule), the function that loads its binary
   ops: int        # arithmetic ops executed, estimated from the loop sizes
 
 
@@ -2926,9 +2923,7 @@ def _count_ops(program: list[UOp]) -> int:
 
 def _load(dev: Compiled, name: str, program: list[UOp], lib: bytes) -> Callable[..., Any]:
   """Load a compiled program, bound to the launch sizes its renderer asks for (threads, a GPU grid)."""
-  runtime = dev.runtime(name, lib)
-  launch = dev.renderer.launch_dims(program)
-  return functools.partial(runtime, **launch) if launch else runtime
+  return functools.partial(dev.runtime(name, lib), **dev.renderer.launch_dims(program))
 
 # ## BEAM search
 #
@@ -2974,8 +2969,7 @@ def beam(kernel: UOp, device: str) -> list[Opt]:
   while True:
     best = sorted(scores, key=scores.__getitem__)[:BEAM.value]
     for opts in best:
-      applied = functools.reduce(apply_opt, opts, kernel)
-      for opt in _next_opts(applied, renderer):
+      for opt in _next_opts(functools.reduce(apply_opt, opts, kernel), renderer):
         if opts + (opt,) not in scores: scores[opts + (opt,)] = _time_opts(kernel, device, opts + (opt,), blocks)
     if min(scores.values()) >= scores[best[0]]: break
   winner = min(scores, key=scores.__getitem__)
@@ -2984,9 +2978,9 @@ def beam(kernel: UOp, device: str) -> list[Opt]:
   return list(winner)
 
 @traced("kernel")
-def get_program(ast: UOp, device: str, pool: concurrent.futures.Executor | None = None) -> Kernel:
-  """The kernel of `ast`, compiled; given a `pool`, a new kernel compiles there, and its `program` is left as
-  (compiling, load) until `prepare_schedule` finishes it."""
+def get_program(ast: UOp, device: str, new: list[tuple[UOp, str]] | None = None) -> Kernel:
+  """The kernel of `ast`, compiled; given a list `new`, a new kernel is not compiled but its key added to the list, its
+  `program` left as the function that loads its binary, until `prepare_schedule` has compiled the list."""
   if (key := (ast, device)) not in _programs:
     dev = Device[device]
     opts: list[Opt] = []
@@ -3003,8 +2997,8 @@ def get_program(ast: UOp, device: str, pool: concurrent.futures.Executor | None 
     if DEBUG >= 4: print(f"=== {name}: source for {device} ===\n{src}")
     if tracer is not None: tracer.kernel(name, src)
     load = functools.partial(_load, dev, name, program)
-    compiled = (pool.submit(dev.compiler.compile_cached, src), load) if pool else load(dev.compiler.compile_cached(src))
-    _programs[key] = Kernel(name, src, compiled, _count_ops(program))
+    _programs[key] = Kernel(name, src, load if new is not None else load(dev.compiler.compile_cached(src)), _count_ops(program))
+    if new is not None: new.append(key)
   return _programs[key]
 
 # One runner serves both a schedule and a TinyJit replay (chapter 14), so
@@ -3030,25 +3024,41 @@ def run_item(kernel: Kernel | None, bufs: list[Buffer]) -> None:
 # A schedule is prepared whole before any of it runs: every kernel is
 # lowered and compiled first, so a kernel that fails to build fails the
 # realize before a single buffer has changed. (A zero-sized output needs no
-# kernel at all.) Lowering is Python and goes one kernel at a time, but a
-# compiler is a process of its own (or a library call that lets go of
-# Python's lock), so the new kernels of a schedule compile side by side, as
-# several at once (Python's default pool: the cores and a few): on a cold cache, compiling is most
-# of a training run's first step. Loading the binaries stays in this thread
-# (a GPU's context belongs to the thread that made it). A kernel whose
-# compile failed is forgotten, so the next realize compiles it again.
+# kernel at all.) Lowering is Python and goes one kernel at a time; the new
+# kernels are compiled after it, all at once. On a cold cache, compiling is
+# most of a training run's first step, and for a small kernel most of that
+# is the compiler starting and linking, not compiling: 79 small C kernels
+# cost four times as long one by one as joined in one file. So where a
+# device's compiler can (`joins_sources`), the new kernels are joined into
+# one source per core, and those compile side by side (a compiler is a
+# process of its own, or a library call that lets go of Python's lock);
+# each kernel is loaded from its group's binary. Loading stays in this
+# thread (a GPU's context belongs to the thread that made it). The kernels
+# of a group whose compile failed are forgotten, so the next realize
+# compiles them again.
+def _compile_new(new: list[tuple[UOp, str]]) -> None:
+  """Compile the kernels that `new` names by their keys in `_programs`, and load each."""
+  groups: dict[tuple[str, int], list[tuple[UOp, str]]] = {}  # (device, group number) -> the kernels compiled together
+  for i, key in enumerate(new):
+    groups.setdefault((key[1], i % (os.cpu_count() or 1) if Device[key[1]].compiler.joins_sources else i), []).append(key)
+  with concurrent.futures.ThreadPoolExecutor() as pool:
+    compiling = [(keys, pool.submit(Device[device].compiler.compile_cached, "".join(_programs[key].src for key in keys)))
+                 for (device, _), keys in groups.items()]
+  for keys, future in compiling:
+    for key in keys:
+      if future.exception() is None: _programs[key].program = _programs[key].program(future.result())
+      else: del _programs[key]
+  for _, future in compiling: future.result()  # the first failure, if any, raises
+
 def prepare_schedule(items: list[ScheduleItem]) -> list[tuple[Kernel | None, list[Buffer]] | None]:
   """Per item: (kernel, buffers) to run, kernel None for a copy; None for an item with nothing to do."""
   prepared: list[tuple[Kernel | None, list[Buffer]] | None] = []
-  with concurrent.futures.ThreadPoolExecutor() as pool:
-    for item in items:
-      bufs = [_buffers[b] for b in item.bufs]
-      if item.ast.op is Ops.COPY: prepared.append((None, bufs))
-      else: prepared.append((get_program(item.ast, bufs[0].device, pool), bufs) if bufs[0].size else None)
-  for item, step in zip(items, prepared):
-    if step is not None and step[0] is not None and isinstance(pending := step[0].program, tuple):
-      if pending[0].exception() is not None: del _programs[(item.ast, step[1][0].device)]
-      step[0].program = pending[1](pending[0].result())
+  new: list[tuple[UOp, str]] = []  # the kernels to compile, by their keys in `_programs`
+  for item in items:
+    bufs = [_buffers[b] for b in item.bufs]
+    if item.ast.op is Ops.COPY: prepared.append((None, bufs))
+    else: prepared.append((get_program(item.ast, bufs[0].device, new), bufs) if bufs[0].size else None)
+  if new: _compile_new(new)
   return prepared
 
 # ## Realizing tensors
@@ -3111,11 +3121,29 @@ def _old_value_readers(tensors: list[Tensor], ran: dict[UOp, None]) -> list[Tens
     reads[u] = u in targets or any(reads.get(s, False) for s in u.src)
   return [t for t in lazy if reads.get(t.uop, False)]
 
+# One more thing a realize stores: a reduction that it runs inline (inside
+# the kernel that reads it) and that a live lazy tensor outside the realize
+# reads too. Chapter 9 stores a reduction once for all the kernels of one
+# schedule; this is the same rule across realizes. A training step that
+# reads its loss before `opt.step()` realizes the forward pass first, and
+# the gradients, realized by the step, read the forward `x @ W1` again (the
+# relu's mask): without this, the second realize would run the product
+# again. The reduction becomes one more output of the realize, so its value
+# is remembered in `realized` like any tensor's. The walk is over the live
+# lazy tensors' graphs, down to this realize's nodes.
+def _reductions_read_later(tensors: list[Tensor], ran: dict[UOp, None]) -> list[Tensor]:
+  """The reductions this realize runs inline whose values live lazy tensors, other than `tensors`, read."""
+  outs, lazy = {t.uop for t in tensors}, [t.uop for t in list(_tensors.values()) if t.uop not in ran]
+  reads = {s for u in UOp.sink(*lazy).toposort(lambda u: u not in ran) for s in u.src if s in ran}
+  inline = UOp.sink(*reads).toposort(lambda u: u.op is Ops.SINK or not (_stores_itself(u) or u in outs or u in realized))
+  return [Tensor(u) for u in inline if u.op is Ops.REDUCE_AXIS]
+
 @traced("realize")
 def realize_tensors(tensors: list[Tensor]) -> None:
   start = time.perf_counter()
   ran = UOp.sink(*(t.uop for t in tensors)).toposort()
   if readers := _old_value_readers(tensors, ran): tensors, ran = tensors + readers, UOp.sink(*(t.uop for t in tensors + readers)).toposort()
+  tensors = tensors + _reductions_read_later(tensors, ran)  # their graphs are the same nodes: `ran` holds them already
   outs = [t.uop for t in tensors]
   items, results = create_schedule(outs)
   prepared = prepare_schedule(items)
@@ -3197,10 +3225,8 @@ class TinyJit:
     inputs = [a for _, a in named if isinstance(a, Tensor)]
     others = [(k, a) for k, a in named if not isinstance(a, Tensor)]
     if lazy := [t for t in inputs if not _is_stored(t.uop)]: Tensor.realize(*lazy)  # a replay swaps the inputs' buffers
-    signature = [(t.shape, t.dtype, t.device) for t in inputs]
-    if not JIT or self.calls == 0:  # first call (or JIT=0): just run
-      self.calls += 1
-      return _realize_outputs(self.fn(*args, **kwargs))
+    signature, self.calls = [(t.shape, t.dtype, t.device) for t in inputs], self.calls + 1
+    if not JIT or self.calls == 1: return _realize_outputs(self.fn(*args, **kwargs))  # first call (or JIT=0): just run
     if self.captured is None:  # second call: run and capture
       self.signature, self.others, self.input_buffers = signature, others, [_buffer_of(t.uop) for t in inputs]
       existing = {id(b) for b in list(_buffers.values())}
@@ -3208,7 +3234,6 @@ class TinyJit:
       try: self.output = _realize_outputs(self.fn(*args, **kwargs))
       finally: self.captured, _capturing = _capturing, None
       self.fresh = [t for t in _returned(self.output) if id(_buffer_of(t.uop)) not in existing]
-      self.calls += 1
       return self.output
     if signature != self.signature:
       raise JitError(f"TinyJit captured inputs {self.signature}, called with {signature}: shapes, dtypes and devices must match")
@@ -3222,7 +3247,6 @@ class TinyJit:
       bufs = [swap.get(id(b), b) for b in bufs]
       if kind == "rng": bufs[0].copyin(Tensor._rng_key(extra))
       else: run_item(extra, bufs)
-    self.calls += 1
     def fresh(x: Any) -> Any: return outputs.get(id(x), x)
     return type(self.output)(fresh(x) for x in self.output) if isinstance(self.output, (tuple, list)) else fresh(self.output)
 

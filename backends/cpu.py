@@ -8,7 +8,7 @@
 # Like every backend, this file has four parts, in order: allocator,
 # renderer, compiler, program. `open_device()` puts them together.
 from __future__ import annotations
-import concurrent.futures, ctypes, os, shutil, subprocess, tempfile
+import concurrent.futures, ctypes, functools, os, shutil, subprocess, tempfile
 from typing import Any
 from tiny import Allocator, CStyleRenderer, Compiler, CompileError, Compiled, DType, Ops, dtypes
 
@@ -72,6 +72,7 @@ FLAG_CHOICES = (["-march=native", "-mno-avx512fp16"], ["-march=native"], [])
 HALF_PROBE = "void probe(_Float16* x) { x[0] = (_Float16)((float)x[0] + 1.0f); }\n"
 
 class CPUCompiler(Compiler):
+  joins_sources = True  # C compiles several kernels, one after another in one file, to one library
   def __init__(self) -> None:
     self.cc = os.environ.get("CC", "cc")
     if shutil.which(self.cc) is None: raise RuntimeError(f"C compiler {self.cc!r} not found (set CC)")
@@ -97,21 +98,25 @@ class CPUCompiler(Compiler):
 # ## Program
 #
 # ctypes loads a library from a file, so the binary is written to a temporary
-# file, loaded, and the file removed (the loaded copy stays mapped). A call
+# file, loaded, and the file removed (the loaded copy stays mapped); a library
+# that holds several kernels (compiled together) is loaded once. A call
 # passes each buffer's address; a kernel split over threads (`global_size`)
 # is called once per worker with its `core_id`, all at once on a thread pool.
 class CPUProgram:
   def __init__(self, name: str, lib: bytes):
-    with tempfile.NamedTemporaryFile(suffix=".so") as f:
-      f.write(lib)
-      f.flush()
-      self.lib = ctypes.CDLL(f.name)
-    self.fn = self.lib[name]
+    self.fn = _load_library(lib)[name]
     self.fn.restype = None
   def __call__(self, *blocks: ctypes.Array, global_size: tuple[int, ...] = ()) -> None:
     if not global_size: return self.fn(*blocks)  # a ctypes array passes as a pointer to its memory
     # a kernel split over threads runs once per worker, told which it is; ctypes lets go of the GIL meanwhile
     list(_workers.map(lambda core_id: self.fn(*blocks, core_id), range(global_size[0])))
+
+@functools.cache
+def _load_library(lib: bytes) -> ctypes.CDLL:
+  with tempfile.NamedTemporaryFile(suffix=".so") as f:
+    f.write(lib)
+    f.flush()
+    return ctypes.CDLL(f.name)
 
 _workers = concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1)
 

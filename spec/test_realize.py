@@ -1,7 +1,7 @@
 """Chapter 12, realizing: semantics over time. A realize that fails leaves every tensor as it was or fully updated; a
 tensor's value is fixed when it is built, whatever is assigned later; reading a value never loses the graph that
 gradients need. References are numpy in float64."""
-import threading
+import os, threading
 import numpy as np
 import pytest
 import tiny
@@ -79,6 +79,19 @@ def test_the_new_kernels_of_a_schedule_compile_side_by_side(device, monkeypatch)
   Tensor.realize(x, y)
   check(x, [23456.0, 46912.0])
   check(y, 34568.0 + 34569.0)
+
+def test_the_new_kernels_of_a_schedule_compile_in_one_group_per_core(device, monkeypatch):
+  compiler = Device[device].compiler
+  if not compiler.joins_sources: pytest.skip(f"{device} compiles each kernel alone")
+  real, calls = compiler.compile_cached, []
+  monkeypatch.setattr(compiler, "compile_cached", lambda src: calls.append(src) or real(src))
+  a = Tensor([1.0, 2.0], device=device).realize()
+  values = (67891.0, 67892.0, 67893.0, 67894.0, 67895.0)
+  outs = [(a * v).contiguous() for v in values]  # five kernels no other test has
+  Tensor.realize(*outs)
+  assert len(calls) == min(5, os.cpu_count() or 1), f"{len(calls)} compiles for five kernels"
+  assert all(sum(str(v) in src for src in calls) == 1 for v in values), "each kernel is in exactly one group"
+  for out, v in zip(outs, values): check(out, [v, 2 * v])
 
 def test_a_kernel_whose_compile_failed_compiles_again_next_time(device, monkeypatch):
   plant_compile_failure(monkeypatch, device, "45678")

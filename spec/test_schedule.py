@@ -210,6 +210,22 @@ def test_a_training_step_computes_each_matmul_once(device):
   assert GlobalCounters.global_ops < 2.5 * product, f"{GlobalCounters.global_ops} ops, one product is {product}: a reduce ran twice"
   assert GlobalCounters.kernel_count <= 30, f"{GlobalCounters.kernel_count} kernels"  # 30 when this was written
 
+def test_a_loss_read_before_the_step_leaves_each_matmul_computed_once(device):
+  n, d, h = (32, 64, 32) if device == "PYTHON" else (128, 784, 256)
+  rng = np.random.default_rng(0)
+  x = Tensor(rng.standard_normal((n, d)), device=device, dtype=dtypes.float32)
+  w1 = Tensor(rng.standard_normal((d, h)) * 0.05, device=device, dtype=dtypes.float32, requires_grad=True)
+  ones = Tensor.ones(n, d, device=device).contiguous().realize()
+  GlobalCounters.reset()
+  (ones @ Tensor.ones(d, h, device=device).contiguous().realize()).realize()
+  product = GlobalCounters.global_ops
+  GlobalCounters.reset()
+  loss = (x @ w1).relu().sum()
+  loss.backward()
+  loss.realize()  # the gradient reads x @ w1 too (the relu's mask): this realize stores the product for it
+  SGD([w1], lr=0.01).step()
+  assert GlobalCounters.global_ops < 2.5 * product, f"{GlobalCounters.global_ops} ops, one product is {product}: a reduce ran twice"
+
 def test_a_second_identical_step_schedules_lowers_and_compiles_nothing(device):
   step, _ = mlp_step(device)
   step(); step()
