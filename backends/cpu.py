@@ -62,7 +62,9 @@ class CPURenderer(CStyleRenderer):
 # has `_Float16` on x86 only with those very instructions; an ARM compiler
 # knows no `-mno-avx512fp16`), so the compiler is probed once, when the device
 # opens: the first set of flags that compiles a float16 kernel wins, and if
-# none does, the device does without float16.
+# none does, the device does without float16. The probe stops short of
+# linking (`-c`): what it tests is the compiler and the assembler, and linking
+# is a third of a small compile.
 #
 # A binary is only good for the compiler and CPU that made it, so the disk
 # cache key holds the compiler's version text and the macros it predefines
@@ -78,7 +80,7 @@ class CPUCompiler(Compiler):
     if shutil.which(self.cc) is None: raise RuntimeError(f"C compiler {self.cc!r} not found (set CC)")
     base = ["-shared", "-O2", "-fPIC", "-ffp-contract=off", "-fwrapv", "-fno-math-errno"]
     for probe in (HALF_PROBE, HALF_PROBE.replace("_Float16", "float")):
-      if (works := next((choice for choice in FLAG_CHOICES if self._run(base + choice, probe)[0] == 0), None)) is not None: break
+      if (works := next((choice for choice in FLAG_CHOICES if self._run(base + choice + ['-c'], probe)[0] == 0), None)) is not None: break
     if works is None: raise RuntimeError(f"C compiler {self.cc!r} compiles no kernel: {self._run(base, probe)[1]}")
     self.flags, self.half = base + works, probe == HALF_PROBE
     version = subprocess.run([self.cc, "--version"], capture_output=True, text=True).stdout
