@@ -311,6 +311,7 @@ def to_dtype(x: Any, dtype: DType) -> Any:
 # | `REDUCE` | value, the ranges | ADD, MUL or MAX | value reduced over those loops | 10 |
 # | `DEFINE_ACC` | initial value, the ranges | number | an accumulator over those loops | 10 |
 # | `ACCUMULATE` | a `DEFINE_ACC`, new value | | the accumulator takes the new value on each trip; after its loops, its final value | 10 |
+# | `MMA` | the `INDEX`es where tiles of A and B start | `(K, lda, ldb, ldc)` | a tile of the matrix product A @ B, to store (a GPU's own opt) | 11 |
 # | ALU ops, `CAST`, `BITCAST` | the operands | | arithmetic, below | 3 |
 
 class Ops(Enum):
@@ -321,7 +322,7 @@ class Ops(Enum):
   REDUCE_AXIS = auto()
   # kernels: loops, memory, accumulators
   PARAM = auto(); AT = auto(); RANGE = auto(); END = auto(); INDEX = auto(); LOAD = auto(); STORE = auto()
-  REDUCE = auto(); DEFINE_ACC = auto(); ACCUMULATE = auto()
+  REDUCE = auto(); DEFINE_ACC = auto(); ACCUMULATE = auto(); MMA = auto()
   # arithmetic (the ALU ops)
   CAST = auto(); BITCAST = auto()
   NEG = auto(); RECIPROCAL = auto(); SQRT = auto(); EXP2 = auto(); LOG2 = auto(); SIN = auto(); TRUNC = auto()
@@ -2375,7 +2376,9 @@ def lower(ast: UOp, optimizer: Callable[[UOp], UOp] = lambda kernel: kernel) -> 
 # arithmetic folds), `pm_expand` makes the copies. The names follow
 # tinygrad's, whose `BEAM` search and hand-written heuristic these are small
 # versions of; its other opts (GPU shared memory, tensor cores, splitting a
-# reduce across threads) are left out.
+# reduce across threads) are left out here. A device may add opts of its own,
+# which its renderer applies (`Renderer.apply_opt`): CUDA's `TILE` computes a
+# matrix product in tiles, with tensor cores (backends/cuda.py).
 
 NOOPT = ContextVar("NOOPT", 0, "1 keeps kernels as plain loops (no upcast, unroll or threads)")
 
@@ -2383,7 +2386,7 @@ class OptError(ValueError): pass
 
 @dataclass(frozen=True)
 class Opt:
-  op: str       # UPCAST, UNROLL or THREAD
+  op: str       # UPCAST, UNROLL or THREAD; or an opt of a device's own, which its renderer applies (CUDA's TILE)
   axis: int     # which range, counted in loop order
   amount: int   # the size of the new part
   def __repr__(self) -> str: return f"Opt({self.op}, {self.axis}, {self.amount})"
@@ -2456,6 +2459,15 @@ def _coefficient(index: UOp, r: UOp) -> int | None:
   steps = [1 if t is r else t.src[1].arg if t.op is Ops.MUL and t.src[0] is r and t.src[1].op is Ops.CONST else None
            for t in _terms(index) if r in t.toposort()]
   return 0 if not steps else steps[0] if len(steps) == 1 else None
+
+# An address that is a sum of ranges times constants (a plain view's) is
+# known by two things: where it starts, and its step along each range. A
+# device reads them to find kernels it has a routine of its own for (CUDA's
+# matrix tiles).
+def _affine(index: UOp, ranges: list[UOp]) -> tuple[int, list[int]] | None:
+  if not all(u.op in (Ops.RANGE, Ops.CONST, Ops.ADD) or (u.op is Ops.MUL and u.src[1].op is Ops.CONST) for u in index.toposort()): return None
+  def at(one: UOp | None) -> int: return substitute(index, {r: UOp.const(dtypes.int32, int(r is one)) for r in ranges}).arg
+  return at(None), [at(r) - at(None) for r in ranges]
 
 def _lanes_fit(kernel: UOp, r: UOp, renderer: Renderer) -> bool:
   nodes = kernel.toposort()
@@ -2561,7 +2573,7 @@ def heuristic(kernel: UOp, renderer: Renderer) -> list[Opt]:
 # device knows better, none under `NOOPT=1`, or under `BEAM=n` the fastest of
 # many) is `get_program`'s business, in the next chapter but one.
 def optimize(kernel: UOp, renderer: Renderer, opts: list[Opt]) -> UOp:
-  for opt in opts: kernel = apply_opt(kernel, opt)
+  for opt in opts: kernel = renderer.apply_opt(kernel, opt)
   return expand(kernel, renderer)
 
 # # 12. Linearizing and rendering
@@ -2662,6 +2674,8 @@ class Renderer:
   threads: int = 1
   # which opts a kernel gets unless BEAM searches or NOOPT is set: chapter 11's heuristic, or a device's own (a GPU's)
   def choose_opts(self, kernel: UOp) -> list[Opt]: return heuristic(kernel, self)
+  # how an opt is applied: chapter 11's split of a range, unless the device has opts of its own (a GPU's matrix tiles)
+  def apply_opt(self, kernel: UOp, opt: Opt) -> UOp: return apply_opt(kernel, opt)
   def render(self, name: str, program: list[UOp]) -> str: raise NotImplementedError
   # What a launch needs beside the buffers, passed to each call of the program: how many copies of it run at once
   # (the sizes of the THREAD ranges on a CPU; a GPU's grid and block sizes); nothing for a plain loop nest.
@@ -2969,7 +2983,7 @@ def beam(kernel: UOp, device: str) -> list[Opt]:
   while True:
     best = sorted(scores, key=scores.__getitem__)[:BEAM.value]
     for opts in best:
-      for opt in _next_opts(functools.reduce(apply_opt, opts, kernel), renderer):
+      for opt in _next_opts(functools.reduce(renderer.apply_opt, opts, kernel), renderer):
         if opts + (opt,) not in scores: scores[opts + (opt,)] = _time_opts(kernel, device, opts + (opt,), blocks)
     if min(scores.values()) >= scores[best[0]]: break
   winner = min(scores, key=scores.__getitem__)

@@ -28,7 +28,10 @@ def plan(t: Tensor):
   """The launch that the CUDA renderer plans for that kernel."""
   return Device.backend("CUDA").Plan(program(t), 132 * 2048)
 
-def source(t: Tensor) -> str: return Device.backend("CUDA").CUDARenderer(132 * 2048).render("k", program(t))
+def source(t: Tensor) -> str:
+  """The kernel's CUDA source, after the helper routines that every kernel's source begins with."""
+  src = Device.backend("CUDA").CUDARenderer(132 * 2048).render("k", program(t))
+  return src[src.index('extern "C"'):]
 
 def test_cuda_is_an_available_device_exactly_where_it_opens_and_then_the_default():
   assert ("CUDA" in available_devices()) == opens("CUDA")
@@ -60,6 +63,21 @@ def test_four_copies_of_neighbouring_aligned_elements_move_as_one_float4():
   assert whole.count("*(const float4*)&data1[") == 1
   mm = source(Tensor.empty(512, 512, device="PYTHON") @ Tensor.empty(512, 512, device="PYTHON"))
   assert mm.count("*(const float4*)&data2[") == 1 and mm.count("make_float4(") == 2  # a 2x4 tile: 512x512 outputs are few
+
+def test_a_plain_matrix_product_with_enough_tiles_is_one_mma_per_128x128_tile():
+  h = lambda *shape: Tensor.empty(*shape, dtype=dtypes.float16, device="PYTHON")
+  p = plan(h(2048, 256) @ h(256, 1536))  # 16x12 tiles, a block each
+  assert p.tiled and p.launch() == {"global_size": (12, 16, 1), "local_size": (256, 1, 1)}
+  src = source(h(2048, 256) @ h(256, 1536))
+  assert src.count("matmul_tile(&data0[") == 1 and ", 256, 256, 1536, 1536);" in src  # K, and the rows of A, B and C
+  f = lambda *shape: Tensor.empty(*shape, device="PYTHON")
+  assert "matmul_tile(" in source(f(2048, 64) @ f(64, 2048))  # float32 too, with fused multiply-adds
+  for not_tiled in (f(1024, 64) @ f(64, 1024),   # 64 tiles: fewer than the GPU's 132 multiprocessors
+                    f(2048, 64) @ f(2048, 64).T,  # B runs along K: not row-major
+                    f(2048, 68)[:, 1:65] @ f(64, 2048),  # rows of A start off 16-byte boundaries
+                    (f(2048, 64) @ f(64, 2048)).relu(),  # something after the product
+                    Tensor.empty(2048, 64, dtype=dtypes.int32, device="PYTHON") @ Tensor.empty(64, 2048, dtype=dtypes.int32, device="PYTHON")):
+    assert not plan(not_tiled).tiled
 
 def test_cuda_0_is_cuda_and_a_copy_there_and_back_keeps_every_value():
   need()
@@ -99,6 +117,15 @@ def test_a_matmul_with_many_outputs_matches_numpy():
   rng = np.random.default_rng(4)
   a, b = rng.standard_normal((600, 64)).astype(np.float32), rng.standard_normal((64, 600)).astype(np.float32)
   np.testing.assert_allclose((Tensor(a, device="CUDA") @ Tensor(b, device="CUDA")).numpy(), a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
+
+def test_matrix_products_in_tiles_match_numpy_also_from_views():
+  need()
+  rng = np.random.default_rng(5)
+  for dtype, tolerance in ((np.float16, {"rtol": 1e-3, "atol": 1e-2}), (np.float32, {"rtol": 1e-5, "atol": 1e-4})):
+    a, b = rng.standard_normal((3, 1536, 200)).astype(dtype), rng.standard_normal((160, 2048)).astype(dtype)
+    x, y = Tensor(a, device="CUDA")[1, :, 8:168], Tensor(b, device="CUDA")  # A a view: its rows start 8 elements in
+    got = (x @ y).numpy().astype(np.float64)
+    np.testing.assert_allclose(got, a[1, :, 8:168].astype(np.float64) @ b, **tolerance)
 
 def test_a_second_gpu_is_its_own_device():
   need("CUDA:1")

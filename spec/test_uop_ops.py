@@ -529,6 +529,20 @@ def test_detach_keeps_values_and_stops_gradients(device):
   assert_values(y, np.array([1.0, 4.0, 9.0], dtype=np.float32), f"DETACH on {device}")
   assert_values(x.grad, np.array([1.0, -2.0, 3.0], dtype=np.float32), f"gradient through DETACH on {device}")
 
+@covers(Ops.MMA)
+@pytest.mark.parametrize("dtype", [dtypes.float16, dtypes.float32], ids=lambda d: d.name)
+def test_mma_computes_a_matrix_product_in_tiles(device, dtype):
+  # MMA is made only by an opt of a GPU's own (CUDA's TILE), for products big enough to fill the GPU with tiles
+  a, b = data((1536, 96), NP[dtype], 1), data((96, 1664), NP[dtype], 2)  # 12x13 tiles; K of 3 or 6 stages
+  t = Tensor(a, device=device) @ Tensor(b, device=device)
+  (item,), _ = tiny.create_schedule([t.uop])
+  opts = []
+  tiny.lower(item.ast, lambda k: opts.extend(Device[device].renderer.choose_opts(k)) or k)
+  if not any(o.op == "TILE" for o in opts): pytest.skip(f"{device}'s renderer computes matrix products without tiles")
+  assert Ops.MMA in realize_seeing_ops(t)
+  tolerance = {"rtol": 1e-3, "atol": 1e-2} if dtype == dtypes.float16 else {"rtol": 1e-5, "atol": 1e-4}
+  np.testing.assert_allclose(t.numpy().astype(np.float64), a.astype(np.float64) @ b, **tolerance, err_msg=f"MMA on {device}")
+
 @covers(Ops.ASSIGN, Ops.AFTER)
 def test_assign_writes_the_buffer_and_later_reads_come_after_it(device):
   x = Tensor([1, 2, 3], device=device, dtype=dtypes.int32)
