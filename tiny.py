@@ -1962,11 +1962,10 @@ class ScheduleContext:
   def new_buffer(self, device: str, size: int, dtype: DType) -> UOp:
     self.new.append(_placeholder("new", len(self.new), dtype, device, size))
     return self.new[-1]
-  def add(self, item: ScheduleItem, waits: set[int], assign: bool = False) -> int:
+  def add(self, item: ScheduleItem, waits: set[int], assign: bool = False) -> None:
     self.items.append(item)
     self.waits.append(waits)
     if assign: self.assigns.add(len(self.items) - 1)
-    return len(self.items) - 1
 
 def _buffer_to_param(ctx: tuple[list[UOp], set[int]], b: UOp) -> UOp:
   bufs = ctx[0]
@@ -2523,19 +2522,25 @@ def expand(kernel: UOp, renderer: Renderer) -> UOp:
 #    along the reduce, and neither along the output's contiguous axis);
 # 2. register tiling: if the kernel reduces, for each load an output axis
 #    along which it does not move (so its value is reused by every copy) is
-#    upcast by 4, two upcasts at most: a matmul gets a 4x8 tile (rows copied,
-#    columns in lanes), or 4x4 copies when neither input is contiguous along
-#    the output;
+#    upcast by 4, or whole when it is shorter (a conv's 3 input channels),
+#    two upcasts at most: a matmul gets a 4x8 tile (rows copied, columns in
+#    lanes), or 4x4 copies when neither input is contiguous along the output;
 # 3. several accumulators: the innermost reduce loop is unrolled, fully when
 #    it is at most 16 long (a block of a float sum always is) and the tile is
-#    small, else by 4;
+#    small, else by 4. If padding guards the loads, the innermost reduce loop
+#    a guard reads goes first: in each copy its index is a constant, and the
+#    guard folds into a simpler one, often True. (A conv's input gradient
+#    sums over window positions, guarded by the padding of the window trick,
+#    around its sum over output channels: unrolling the window loop along x
+#    made it 4x faster than unrolling the channels.)
 # 4. threads: with enough work per thread, the outermost output axis is split
 #    over the worker threads.
 #
 # A kernel of fewer than 1024 trips in all gets none of them.
 def heuristic(kernel: UOp, renderer: Renderer) -> list[Opt]:
   opts: list[Opt] = []
-  if prod(r.src[0].arg for r in _ranges(kernel)) < 1024: return opts  # too small to gain: plain loops read best
+  # the number of trips of the innermost body (no split changes it); below 1024 there is too little to gain: plain loops read best
+  if (trips := prod(r.src[0].arg for r in _ranges(kernel))) < 1024: return opts
   def axes(kind: str) -> list[tuple[int, UOp]]: return [(i, r) for i, r in enumerate(_ranges(kernel)) if r.arg[1] == kind]
   split: set[int] = set()  # the numbers of the ranges split so far: the outer parts keep them
   def add(opt: Opt) -> None:
@@ -2557,13 +2562,13 @@ def heuristic(kernel: UOp, renderer: Renderer) -> list[Opt]:
   def upcasts() -> int: return sum(o.op == "UPCAST" for o in opts)
   if axes("REDUCE"):
     for x in loads:  # each input that stays put along an output axis is reused by every copy along it
-      tiled = [r for _, r in axes("LOOP") if r.src[0].arg % 4 == 0 and _coefficient(x, r) == 0 and r.arg[0] not in split]
-      if upcasts() < 2 and tiled: add(Opt("UPCAST", [r for _, r in axes("LOOP")].index(tiled[0]), 4))
-    i, r = axes("REDUCE")[-1]
+      tiled = [r for _, r in axes("LOOP") if (r.src[0].arg % 4 == 0 or r.src[0].arg < 4) and _coefficient(x, r) == 0 and r.arg[0] not in split]
+      if upcasts() < 2 and tiled: add(Opt("UPCAST", [r for _, r in axes("LOOP")].index(tiled[0]), min(4, tiled[0].src[0].arg)))
+    guarded = {u for x in kernel.toposort() if x.op is Ops.INDEX for u in x.src[2].toposort() if u.op is Ops.RANGE}
+    i, r = ([(i, r) for i, r in axes("REDUCE") if r in guarded] or axes("REDUCE"))[-1]
     full = r.src[0].arg <= 16 and upcasts() < 2  # a big register tile already holds enough adds in flight
     if r.src[0].arg >= 2 and (full or r.src[0].arg % 4 == 0): add(Opt("UNROLL", i, r.src[0].arg if full else 4))
-  work = prod(r.src[0].arg for r in _ranges(kernel))
-  if renderer.threads > 1 and work >= 1 << 17 and axes("LOOP"):
+  if renderer.threads > 1 and trips >= 1 << 17 and axes("LOOP"):
     i, r = axes("LOOP")[0]
     if (n := next((n for n in range(renderer.threads, 1, -1) if r.src[0].arg % n == 0), 0)): add(Opt("THREAD", i, n))
   return opts

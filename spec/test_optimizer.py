@@ -16,11 +16,13 @@ def source_of(out: Tensor, device: str) -> str:
 
 # Workloads big enough for the heuristic to upcast, unroll and thread, with sizes that do not divide evenly.
 A, B, X, W, C, D = rand(32, 48), rand(48, 40), rand(4, 3, 10, 10), rand(8, 3, 3, 3), rand(64, 64), rand(64, 64)
+G = rand(4, 8, 10, 10)
 WORKLOADS = {
   "matmul": (lambda t: t(A) @ t(B), lambda: A.astype(np.float64) @ B),
   "matmul by a transpose": (lambda t: t(A) @ t(B.T.copy()).T, lambda: A.astype(np.float64) @ B),
   "matmul then relu": (lambda t: (t(A) @ t(B)).relu(), lambda: np.maximum(A.astype(np.float64) @ B, 0)),
   "conv2d": (lambda t: t(X).conv2d(t(W), padding=1), None),
+  "conv2d input gradient": (lambda t: conv_input_gradient(t, X, W, G), None),
   "softmax": (lambda t: t(A).softmax(1), lambda: np.exp(A - A.max(1, keepdims=True)) / np.exp(A - A.max(1, keepdims=True)).sum(1, keepdims=True)),
   "sum of 34 rows (padded blocks)": (lambda t: t(np.ones((34, 40), np.float32)).sum(0), lambda: np.full(40, 34.0)),
   "int max over 4096": (lambda t: t(np.arange(4096, dtype=np.int32) % 1000).max(), lambda: np.int32(999)),
@@ -56,6 +58,32 @@ def test_x_at_w_transposed_gets_lanes_along_the_reduce_combined_once():
   assert src.count("acc0[0]") == 1, "the lanes are combined once, after the loops"
   # 256 products of up to 4 in size, summed: float32 rounding leaves about 1e-5 absolute
   np.testing.assert_allclose(out.numpy(), x.astype(np.float64) @ w.T, rtol=1e-5, atol=2e-5)
+
+def conv_input_gradient(t, x, w, g):
+  """The gradient of sum(conv2d(x, w, padding=1) * g) with respect to x: a transposed conv of g, in one kernel."""
+  tx = t(x)
+  tx.requires_grad = True
+  return (tx.conv2d(t(w), padding=1) * t(g)).sum().gradient(tx)[0]
+
+def test_the_heuristic_tiles_a_conv_input_gradient_and_unrolls_the_window_loop_its_guards_read():
+  if "CPU" not in Device.names(): pytest.skip("needs the CPU device")
+  x, w, g = rand(8, 3, 10, 10), rand(8, 3, 3, 3), rand(8, 8, 10, 10)
+  items, _ = tiny.create_schedule([conv_input_gradient(lambda a: Tensor(a, device="CPU"), x, w, g).uop])
+  kernel = []
+  tiny.lower(items[-1].ast, lambda k: kernel.append(k) or k)
+  ranges = tiny._ranges(kernel[0])  # (batch 8, channels 3, y 10, x 10), then the window sums over y and x, and the 8 output channels
+  assert [r.src[0].arg for r in ranges] == [8, 3, 10, 10, 4, 4, 8]
+  opts = Device["CPU"].renderer.choose_opts(kernel[0])
+  # the incoming gradient stays put along the 3 channels (all of them copied), the weights along the batch (4
+  # copies share each); the window loop along x (now range 6), which the padding guards read, is unrolled: each
+  # copy's guard folds
+  assert opts[:3] == [Opt("UPCAST", 1, 3), Opt("UPCAST", 0, 4), Opt("UNROLL", 6, 4)], opts
+  with Context(NOOPT=0): optimized = conv_input_gradient(lambda a: Tensor(a, device="CPU"), x, w, g).numpy()
+  with Context(NOOPT=1): plain = conv_input_gradient(lambda a: Tensor(a, device="CPU"), x, w, g).numpy()
+  np.testing.assert_allclose(optimized, plain, rtol=1e-5, atol=1e-5)
+  gp = np.pad(g.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
+  windows = np.lib.stride_tricks.sliding_window_view(gp, (3, 3), axis=(2, 3))
+  np.testing.assert_allclose(optimized, np.einsum("noyxij,ocij->ncyx", windows, w[:, :, ::-1, ::-1].astype(np.float64)), rtol=1e-4, atol=1e-4)
 
 def test_debug_3_prints_the_opts_of_each_kernel(device, capsys):
   with Context(DEBUG=3, NOOPT=0): (Tensor(rand(32, 32), device=device) @ Tensor(rand(32, 32), device=device) * 3).realize()
