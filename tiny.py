@@ -2030,12 +2030,12 @@ def _holds(memo: dict[UOp, frozenset[Ops]], x: UOp) -> frozenset[Ops]:
     memo[u] = frozenset({u.op} & {Ops.REDUCE_AXIS, Ops.PAD}).union(*(memo.get(s, frozenset()) for s in u.src))
   return memo.get(x, frozenset())
 
+def _moves_a_pad(x: UOp) -> bool: return x.op is Ops.PAD or (x.op in GroupOp.Movement and _moves_a_pad(x.src[0]))
+
 def _stored(x: UOp) -> UOp:
   """x marked to be stored; if x only moves a padded value, the padded value is stored (in its own order) and moved."""
-  below = x
-  while below.op in GroupOp.Movement - {Ops.PAD}: below = below.src[0]
-  if below.op is not Ops.PAD or below is x: return UOp(Ops.CONTIGUOUS, x.dtype, (x,))
-  return x.replace(src=(_stored(x.src[0]),))
+  if x.op in GroupOp.Movement - {Ops.PAD} and _moves_a_pad(x.src[0]): return x.replace(src=(_stored(x.src[0]),))
+  return UOp(Ops.CONTIGUOUS, x.dtype, (x,))
 
 def _stores_itself(x: UOp) -> bool: return _is_stored(x) or x.op in (Ops.CONTIGUOUS, Ops.ASSIGN, Ops.COPY)
 
@@ -2159,8 +2159,7 @@ def create_schedule(outs: list[UOp]) -> tuple[list[ScheduleItem], tuple[UOp, ...
 # which writes a tensor into a buffer: one op, one meaning.)
 
 # ## Movement ops as index arithmetic
-def _strides(shape: tuple[int, ...]) -> list[int]:
-  return [prod(shape[i+1:]) for i in range(len(shape))]
+def _strides(shape: tuple[int, ...]) -> list[int]: return [prod(shape[i+1:]) for i in range(len(shape))]
 
 def _index_uop(i: int | UOp) -> UOp: return i if isinstance(i, UOp) else UOp.const(dtypes.int32, i)
 
@@ -2203,10 +2202,8 @@ def lower_reshape(at: UOp, x: UOp) -> UOp:
       old_idx[i] = (flat // stride) % size if i != old_axes[0] else flat // stride
   return _at(src, old_idx, valid)
 
-def lower_permute(at: UOp, x: UOp) -> UOp:
-  idx = [None] * len(x.arg)
-  for i, axis in enumerate(x.arg): idx[axis] = at.index[i]
-  return _at(x.src[0], idx, at.valid)
+def lower_permute(at: UOp, x: UOp) -> UOp:  # source axis a is output axis x.arg.index(a)
+  return _at(x.src[0], [at.index[x.arg.index(a)] for a in range(len(x.arg))], at.valid)
 
 def lower_expand(at: UOp, x: UOp) -> UOp:
   return _at(x.src[0], [_index_uop(0) if s == 1 else i for s, i in zip(x.src[0].shape, at.index)], at.valid)
@@ -2520,16 +2517,23 @@ def expand(kernel: UOp, renderer: Renderer) -> UOp:
 #    is none, the innermost reduce is unrolled by the vector width, if that
 #    makes lanes (`x @ W.T`, a linear layer's product, reads both inputs
 #    along the reduce, and neither along the output's contiguous axis);
-# 2. register tiling: if the kernel reduces, for each load an output axis
-#    along which it does not move (so its value is reused by every copy) is
-#    upcast by 4, or whole when it is shorter (a conv's 3 input channels),
-#    two upcasts at most: a matmul gets a 4x8 tile (rows copied, columns in
-#    lanes), or 4x4 copies when neither input is contiguous along the output;
+# 2. register tiling: if the kernel reduces, each input gets an output axis
+#    along which it does not move upcast, so every copy along it reuses the
+#    value it loads. The tile holds at most 16 copies, one accumulator each
+#    (a vector, with lanes: half of AVX-512's 32 registers). The inputs
+#    loaded as vectors go first and get up to 8 copies: a vector load is the
+#    costly one, a scalar broadcast to the lanes is cheap to repeat and gets
+#    4 at most. An axis shorter than that is taken whole (a conv's 3 input
+#    channels). A matmul gets an 8x32 tile: 8 rows, each reusing a vector of
+#    B's row, and 32 columns, two vectors of lanes, each reusing an element
+#    of A (the 4x16 tile this heuristic made before ran 1.7x slower: each of
+#    B's vectors, 4 KB from the last, was loaded for only 4 rows);
 # 3. several accumulators: the innermost reduce loop is unrolled, fully when
 #    it is at most 16 long (a block of a float sum always is) and the tile is
-#    small, else by 4. If padding guards the loads, the innermost reduce loop
-#    a guard reads goes first: in each copy its index is a constant, and the
-#    guard folds into a simpler one, often True. (A conv's input gradient
+#    small (under 4 copies), else by 4 unless the tile is full already (16
+#    accumulators have enough adds in flight). If padding guards the loads,
+#    the innermost reduce loop a guard reads goes first: in each copy its
+#    index is a constant, and the guard folds into a simpler one, often True. (A conv's input gradient
 #    sums over window positions, guarded by the padding of the window trick,
 #    around its sum over output channels: unrolling the window loop along x
 #    made it 4x faster than unrolling the channels.)
@@ -2542,32 +2546,37 @@ def heuristic(kernel: UOp, renderer: Renderer) -> list[Opt]:
   # the number of trips of the innermost body (no split changes it); below 1024 there is too little to gain: plain loops read best
   if (trips := prod(r.src[0].arg for r in _ranges(kernel))) < 1024: return opts
   def axes(kind: str) -> list[tuple[int, UOp]]: return [(i, r) for i, r in enumerate(_ranges(kernel)) if r.arg[1] == kind]
-  split: set[int] = set()  # the numbers of the ranges split so far: the outer parts keep them
   def add(opt: Opt) -> None:
     nonlocal kernel
-    split.add(_ranges(kernel)[opt.axis].arg[0])
     kernel = apply_opt(kernel, opt)
     opts.append(opt)
-  loads = [u.src[1] for u in kernel.toposort() if u.op is Ops.INDEX and u not in [s.src[0] for s in kernel.src if s.op is Ops.STORE]]
+  def loads() -> list[UOp]:  # the loads' INDEX ops, in the kernel as split so far
+    return [u for u in kernel.toposort() if u.op is Ops.INDEX and u not in [s.src[0] for s in kernel.src if s.op is Ops.STORE]]
   store = next(s.src[0].src[1] for s in kernel.src if s.op is Ops.STORE)
   width = renderer.vector_bytes // max([u.dtype.itemsize for u in kernel.toposort() if u.dtype != dtypes.void] + [1])
   for i, r in axes("LOOP"):
-    if width >= 2 and r.src[0].arg % width == 0 and _coefficient(store, r) == 1 and all(_coefficient(x, r) in (0, 1) for x in loads):
+    if width >= 2 and r.src[0].arg % width == 0 and _coefficient(store, r) == 1 and all(_coefficient(x.src[1], r) in (0, 1) for x in loads()):
       add(Opt("UPCAST", i, width))
       break
   # no output axis took the lanes: the innermost reduce may, if the unroll it would get fits as lanes
   if not opts and axes("REDUCE") and width >= 2 and axes("REDUCE")[-1][1].src[0].arg % width == 0:
     trial = apply_opt(kernel, opt := Opt("UNROLL", axes("REDUCE")[-1][0], width))
     if _lanes_fit(trial, max(_ranges(trial), key=lambda u: u.arg[0]), renderer): add(opt)  # the unroll's range is the newest
-  def upcasts() -> int: return sum(o.op == "UPCAST" for o in opts)
+  lanes = max(_ranges(kernel), key=lambda u: u.arg[0]) if opts else None  # the newest range (a later step may drop them)
   if axes("REDUCE"):
-    for x in loads:  # each input that stays put along an output axis is reused by every copy along it
-      tiled = [r for _, r in axes("LOOP") if (r.src[0].arg % 4 == 0 or r.src[0].arg < 4) and _coefficient(x, r) == 0 and r.arg[0] not in split]
-      if upcasts() < 2 and tiled: add(Opt("UPCAST", [r for _, r in axes("LOOP")].index(tiled[0]), min(4, tiled[0].src[0].arg)))
+    tile = 1  # the copies the tile makes, one accumulator (a vector, with lanes) each
+    def vector(buf: UOp) -> bool: return lanes is not None and any(_coefficient(x.src[1], lanes) for x in loads() if x.src[0] is buf)
+    for buf in sorted(dict.fromkeys(x.src[0] for x in loads()), key=lambda b: not vector(b)):  # the vector loads first
+      x = next(x.src[1] for x in loads() if x.src[0] is buf)
+      stays = [(i, r.src[0].arg) for i, r in axes("LOOP") if _coefficient(x, r) == 0][:1]  # every copy along it reuses x's value
+      amounts = [a for a in ((8, 4, 2, 3) if vector(buf) else (4, 2, 3)) for _, n in stays if n % a == 0 and tile * a <= 16]
+      if amounts:
+        add(Opt("UPCAST", stays[0][0], amounts[0]))
+        tile *= amounts[0]
     guarded = {u for x in kernel.toposort() if x.op is Ops.INDEX for u in x.src[2].toposort() if u.op is Ops.RANGE}
     i, r = ([(i, r) for i, r in axes("REDUCE") if r in guarded] or axes("REDUCE"))[-1]
-    full = r.src[0].arg <= 16 and upcasts() < 2  # a big register tile already holds enough adds in flight
-    if r.src[0].arg >= 2 and (full or r.src[0].arg % 4 == 0): add(Opt("UNROLL", i, r.src[0].arg if full else 4))
+    full = r.src[0].arg <= 16 and tile < 4
+    if r.src[0].arg >= 2 and tile < 16 and (full or r.src[0].arg % 4 == 0): add(Opt("UNROLL", i, r.src[0].arg if full else 4))
   if renderer.threads > 1 and trips >= 1 << 17 and axes("LOOP"):
     i, r = axes("LOOP")[0]
     if (n := next((n for n in range(renderer.threads, 1, -1) if r.src[0].arg % n == 0), 0)): add(Opt("THREAD", i, n))

@@ -74,10 +74,10 @@ def test_the_heuristic_tiles_a_conv_input_gradient_and_unrolls_the_window_loop_i
   ranges = tiny._ranges(kernel[0])  # (batch 8, channels 3, y 10, x 10), then the window sums over y and x, and the 8 output channels
   assert [r.src[0].arg for r in ranges] == [8, 3, 10, 10, 4, 4, 8]
   opts = Device["CPU"].renderer.choose_opts(kernel[0])
-  # the incoming gradient stays put along the 3 channels (all of them copied), the weights along the batch (4
-  # copies share each); the window loop along x (now range 6), which the padding guards read, is unrolled: each
+  # the weights stay put along the batch (4 copies share each), the incoming gradient along the 3 channels (all
+  # of them copied); the window loop along x (now range 6), which the padding guards read, is unrolled: each
   # copy's guard folds
-  assert opts[:3] == [Opt("UPCAST", 1, 3), Opt("UPCAST", 0, 4), Opt("UNROLL", 6, 4)], opts
+  assert set(opts[:2]) == {Opt("UPCAST", 0, 4), Opt("UPCAST", 1, 3)} and opts[2] == Opt("UNROLL", 6, 4), opts
   with Context(NOOPT=0): optimized = conv_input_gradient(lambda a: Tensor(a, device="CPU"), x, w, g).numpy()
   with Context(NOOPT=1): plain = conv_input_gradient(lambda a: Tensor(a, device="CPU"), x, w, g).numpy()
   np.testing.assert_allclose(optimized, plain, rtol=1e-5, atol=1e-5)
@@ -85,10 +85,22 @@ def test_the_heuristic_tiles_a_conv_input_gradient_and_unrolls_the_window_loop_i
   windows = np.lib.stride_tricks.sliding_window_view(gp, (3, 3), axis=(2, 3))
   np.testing.assert_allclose(optimized, np.einsum("noyxij,ocij->ncyx", windows, w[:, :, ::-1, ::-1].astype(np.float64)), rtol=1e-4, atol=1e-4)
 
+def test_the_heuristic_gives_a_matmul_an_8_by_2_vector_tile():
+  if "CPU" not in Device.names(): pytest.skip("needs the CPU device")
+  a, b = rand(64, 64), rand(64, 64)
+  items, _ = tiny.create_schedule([(Tensor(a, device="CPU") @ Tensor(b, device="CPU")).uop])
+  kernel = []
+  tiny.lower(items[-1].ast, lambda k: kernel.append(k) or k)
+  lanes = Device["CPU"].renderer.vector_bytes // 4
+  # lanes along the columns; 8 rows reuse each vector of b; 2 vectors of columns reuse each element of a
+  assert Device["CPU"].renderer.choose_opts(kernel[0])[:3] == [Opt("UPCAST", 1, lanes), Opt("UPCAST", 0, 8), Opt("UPCAST", 1, 2)]
+  with Context(NOOPT=0): np.testing.assert_allclose((Tensor(a, device="CPU") @ Tensor(b, device="CPU")).numpy(), a.astype(np.float64) @ b,
+                                                    rtol=1e-5, atol=5e-5)  # 64 products of up to 4 in size
+
 def test_debug_3_prints_the_opts_of_each_kernel(device, capsys):
   with Context(DEBUG=3, NOOPT=0): (Tensor(rand(32, 32), device=device) @ Tensor(rand(32, 32), device=device) * 3).realize()
   lines = [l for l in capsys.readouterr().out.splitlines() if " opts: " in l]
-  expected = " opts: []" if device.startswith("CUDA") else "Opt(UPCAST, 0, 4)"  # a GPU's own: a 32-long reduce stays as it is
+  expected = " opts: []" if device.startswith("CUDA") else "Opt(UPCAST, 0, "  # the rows are copied  # a GPU's own: a 32-long reduce stays as it is
   assert lines and lines[-1].startswith("r_") and expected in lines[-1]
 
 def test_a_big_kernel_is_split_over_threads_on_cpu():
