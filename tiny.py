@@ -2773,10 +2773,11 @@ class CStyleRenderer(Renderer):
   def __getitem__(self, u: UOp) -> str:
     if self.lane is None or u not in self.vec: return self.names[u]
     return string_rewrite.rewrite(u, ctx=self) if u.op is Ops.INDEX else f"{self.names[u]}[{self.lane}]"
-  def type_of(self, u: UOp) -> str:
-    if u not in self.vec or self.lane is not None: return self.types[u.dtype]
-    name, size = f"{self.types[u.dtype].replace(' ', '_')}{self.width}", u.dtype.itemsize
-    self.typedefs[name] = f"typedef {self.types[u.dtype]} {name} __attribute__((vector_size({size * self.width}), aligned({size})));"
+  def type_of(self, u: UOp) -> str: return self.vector_type(u.dtype) if u in self.vec and self.lane is None else self.types[u.dtype]
+  def vector_type(self, dtype: DType) -> str:
+    dtype = dtypes.int32 if dtype == dtypes.bool else dtype  # C has no vectors of _Bool: a vector of bools is ints, 0 or 1
+    name, size = f"{self.types[dtype].replace(' ', '_')}{self.width}", dtype.itemsize
+    self.typedefs[name] = f"typedef {self.types[dtype]} {name} __attribute__((vector_size({size * self.width}), aligned({size})));"
     return name
 
   # Vectors: every value that depends on the lanes range holds one value per
@@ -2789,7 +2790,7 @@ class CStyleRenderer(Renderer):
     if u.op in (Ops.ACCUMULATE, Ops.INDEX) or (u.op in self.vector_ops and u.dtype in self.vector_dtypes and not _unsafe_division(u)): return text
     index = u.src[0] if u.op in (Ops.LOAD, Ops.STORE) else None
     if index is not None and index.src[2].arg is True and _coefficient(index.src[1], self.lanes) == 1 and \
-       (u.op is Ops.LOAD or u.src[1] in self.vec):
+       (u.op is Ops.LOAD or u.src[1] in self.vec) and index.dtype != dtypes.bool:  # a bool is a byte in memory, an int in a lane
       base = "+".join(self[t] for t in _terms(index.src[1]) if t is not self.lanes) or "0"
       address = f"*({self.type_of(u if u.op is Ops.LOAD else u.src[1])}*)({self[index.src[0]]}+{base})"
       return address if u.op is Ops.LOAD else f"{address} = {self[u.src[1]]};"

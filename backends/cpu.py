@@ -8,9 +8,9 @@
 # Like every backend, this file has four parts, in order: allocator,
 # renderer, compiler, program. `open_device()` puts them together.
 from __future__ import annotations
-import concurrent.futures, ctypes, functools, os, shutil, subprocess, tempfile
+import concurrent.futures, ctypes, functools, math, os, shutil, subprocess, tempfile
 from typing import Any
-from tiny import Allocator, CStyleRenderer, Compiler, CompileError, Compiled, DType, Ops, dtypes
+from tiny import Allocator, CStyleRenderer, Compiler, CompileError, Compiled, DType, Ops, UOp, dtypes
 
 # Where no `DEVICE` is set, CPU is the default device unless a faster one (a
 # GPU: priority 2) works here.
@@ -41,13 +41,67 @@ def _math(fn: str) -> Any:
     return f"__builtin_{fn}f({x})" if dtype == dtypes.float32 else f"__builtin_{fn}f((float){x})"
   return render
 
+# Vector math. The lanes of chapter 11 are GCC and clang vector types, on
+# which C's arithmetic works lane by lane, but not its `?:` and not libm: a
+# kernel with a max, a where or an exp2 would be computed one lane at a time.
+# So the CPU brings vector forms of these, as macros in the kernel's prelude
+# that work for a vector of any width:
+#
+# - a comparison of two vectors gives a *mask*, -1 (all bits set) or 0 in each
+#   lane, in ints as wide as the lanes compared. A bool lane holds 0 or 1 in an
+#   int, like a scalar `_Bool` (chapter 12), so `-(a<b)` is the bool vector;
+# - `where(c, a, b)` and `max(a, b)` choose bits: `(m & a) | (~m & b)` with the
+#   mask m, the float lanes read as ints of the same size. max's mask is
+#   `a != a | a > b`, as the scalar form: a nan in either operand is the result;
+# - `exp2(x)`: x = n + f with n an integer and |f| <= 1/2; 2^f is the Taylor
+#   series of e^(f ln 2) to degree 7 for float (its first dropped term is below
+#   half a float's ulp) and 13 for double; 2^n is built as exponent bits,
+#   in two halves so that each is a normal number: the product rounds once,
+#   also into the subnormal range. Below -151 (-1076 for double) every result
+#   rounds to 0 and above 129 (1025) to inf, so x is clamped there first; a nan
+#   passes through f. Each macro evaluates its operands once (`__auto_type`
+#   holds them), so nested uses print linearly, and the scalar max is one of
+#   them for that reason: the lanes' final fold nests it 4 deep.
+def _exp2_macro(name: str, suffix: str, degree: int, bits: int, bias: int, lo: int, hi: int) -> str:
+  coefficients = [f"{math.log(2) ** k / math.factorial(k)!r}{suffix}" for k in range(degree + 1)]
+  poly = functools.reduce(lambda inner, c: f"{c} + f_ * ({inner})", reversed(coefficients[:-1]), coefficients[-1])
+  magic = f"{1.5 * 2 ** bits!r}{suffix}"  # adding and taking away 1.5 * 2^mantissa-bits rounds to an integer
+  return f"""#define {name}(v) ({{ __auto_type x_ = (v); __typeof__(x_ < x_) nan_ = x_ != x_; __typeof__(x_) zero_ = {{}}; \\
+  __typeof__(x_) c_ = tiny_blend(x_ > {hi}.0{suffix}, zero_ + {hi}.0{suffix}, x_); \\
+  c_ = tiny_blend(c_ < {lo}.0{suffix}, zero_ + {lo}.0{suffix}, c_); c_ = tiny_blend(nan_, zero_, c_); \\
+  __typeof__(x_) n_ = (c_ + {magic}) - {magic}, f_ = tiny_blend(nan_, x_, c_ - n_); \\
+  __typeof__(nan_) i_ = __builtin_convertvector(n_, __typeof__(nan_)), h_ = i_ >> 1; \\
+  ({poly}) * (__typeof__(x_))((h_ + {bias}) << {bits}) * (__typeof__(x_))((i_ - h_ + {bias}) << {bits}); }})
+"""
+
+VECTOR_MATH = """#define tiny_blend(m, a, b) ((__typeof__(b))(((m) & (__typeof__(m))(a)) | (~(m) & (__typeof__(m))(b))))
+#define tiny_max(a, b) ({ __auto_type a_ = (a); __auto_type b_ = (b); (a_ != a_ || a_ > b_) ? a_ : b_; })
+#define tiny_vmax(a, b) ({ __auto_type a_ = (a); __auto_type b_ = (b); tiny_blend((a_ != a_) | (a_ > b_), a_, b_); })
+#define tiny_vwhere(c, a, b) ({ __auto_type a_ = (a); __auto_type b_ = (b); \\
+  tiny_blend(__builtin_convertvector((c) != 0, __typeof__(a_ < a_)), a_, b_); })
+""" + _exp2_macro("tiny_vexp2f", "f", 7, 23, 127, -151, 129) + _exp2_macro("tiny_vexp2", "", 13, 52, 1023, -1076, 1025)
+
 class CPURenderer(CStyleRenderer):
   device = "CPU"
   threads = os.cpu_count() or 1
   special_index, special_params = {"THREAD": "core_id"}, {"THREAD": "int core_id"}
   code_for_op = {**CStyleRenderer.code_for_op, Ops.SQRT: _math("sqrt"), Ops.EXP2: _math("exp2"), Ops.LOG2: _math("log2"),
-                 Ops.SIN: _math("sin"), Ops.TRUNC: _math("trunc")}
-  prefix = "#include <math.h>\n"
+                 Ops.SIN: _math("sin"), Ops.TRUNC: _math("trunc"), Ops.MAX: lambda a, b, dt: f"tiny_max({a}, {b})"}
+  prefix = "#include <math.h>\n" + VECTOR_MATH
+  # each operand a vector (a scalar is broadcast), the result vector's type; bools are ints, so + on them is | and not is ^1
+  vector_forms = {
+    Ops.MAX: lambda a, b, dt, vt: f"tiny_vmax({a}, {b})", Ops.WHERE: lambda c, a, b, dt, vt: f"tiny_vwhere({c}, {a}, {b})",
+    Ops.CMPLT: lambda a, b, dt, vt: f"__builtin_convertvector(-({a}<{b}), {vt})",
+    Ops.CMPNE: lambda a, b, dt, vt: f"__builtin_convertvector(-({a}!={b}), {vt})",
+    Ops.EXP2: lambda x, dt, vt: f"tiny_vexp2f({x})" if dt == dtypes.float32 else f"tiny_vexp2({x})",
+    Ops.ADD: lambda a, b, dt, vt: f"({a}|{b})" if dt == dtypes.bool else None, Ops.NEG: lambda x, dt, vt: f"({x}^1)" if dt == dtypes.bool else None}
+  vector_ops = CStyleRenderer.vector_ops | set(vector_forms)
+  vector_dtypes = CStyleRenderer.vector_dtypes + (dtypes.bool,)
+  def render_vector(self, u: UOp, text: str) -> str:
+    if u.op in self.vector_forms:  # None: the base renderer's form does
+      args = [self[s] if s in self.vec else f"(({self.vector_type(s.dtype)}){{}}+{self[s]})" for s in u.src]
+      if (code := self.vector_forms[u.op](*args, u.src[-1].dtype, self.type_of(u))) is not None: return code
+    return super().render_vector(u, text)
 
 # ## Compiler
 #

@@ -17,6 +17,7 @@ def source_of(out: Tensor, device: str) -> str:
 # Workloads big enough for the heuristic to upcast, unroll and thread, with sizes that do not divide evenly.
 A, B, X, W, C, D = rand(32, 48), rand(48, 40), rand(4, 3, 10, 10), rand(8, 3, 3, 3), rand(64, 64), rand(64, 64)
 G = rand(4, 8, 10, 10)
+I = RNG.integers(-10, 10, (64, 64)).astype(np.int32)
 WORKLOADS = {
   "matmul": (lambda t: t(A) @ t(B), lambda: A.astype(np.float64) @ B),
   "matmul by a transpose": (lambda t: t(A) @ t(B.T.copy()).T, lambda: A.astype(np.float64) @ B),
@@ -27,6 +28,11 @@ WORKLOADS = {
   "sum of 34 rows (padded blocks)": (lambda t: t(np.ones((34, 40), np.float32)).sum(0), lambda: np.full(40, 34.0)),
   "int max over 4096": (lambda t: t(np.arange(4096, dtype=np.int32) % 1000).max(), lambda: np.int32(999)),
   "elementwise with where and exp": (lambda t: (t(C) > 0).where(t(D).exp(), 1.5), lambda: np.where(C > 0, np.exp(D.astype(np.float64)), 1.5)),
+  # lanes with constant operands broadcast into them, in float64 and in ints; a max reduce whose lanes are a where
+  "relu, maximum and exp2 in float64": (lambda t: t(C).cast(dtypes.float64).relu().maximum(t(D).cast(dtypes.float64) * 0.5).exp2(),
+                                        lambda: np.exp2(np.maximum(np.maximum(C.astype(np.float64), 0), D * 0.5))),
+  "int where and compare": (lambda t: (t(I) != 3).where(t(I) * 2, t(I) < 5).maximum(7), lambda: np.maximum(np.where(I != 3, I * 2, I < 5), 7)),
+  "max of a where along rows": (lambda t: (t(C) < 0.5).where(t(C), t(D)).max(1), lambda: np.where(C < 0.5, C, D).max(1)),
 }
 
 @pytest.mark.parametrize("name", WORKLOADS)
@@ -34,6 +40,7 @@ def test_optimized_kernels_compute_what_plain_loops_compute(device, name):
   build, reference = WORKLOADS[name]
   t = lambda a: Tensor(a, device=device)
   with Context(NOOPT=1): plain = build(t).numpy()
+  tiny._programs.clear()  # compiled kernels are kept by AST, whatever their opts: make the optimized ones afresh
   with Context(NOOPT=0): optimized = build(t).numpy()
   np.testing.assert_allclose(optimized, plain, rtol=1e-5, atol=1e-5, err_msg=f"{name} on {device}: optimized against NOOPT=1")
   if reference is not None: check(build(t), reference())

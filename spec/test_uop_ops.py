@@ -189,7 +189,18 @@ def expected(op: Ops, dtype: DType, args: tuple) -> object: return exec_alu(op, 
 def describe(op: Ops, args: tuple, const: tuple[bool, ...]) -> str:
   return f"{op.name}(" + ", ".join(f"{'const ' if c else ''}{a!r}" for a, c in zip(args, const)) + ")"
 
-def build_alu_kernel(op: Ops, dtype: DType, variants: tuple[str, ...]) -> tuple[Kernel, str, list[UOp], dict[str, list]]:
+# The lanes variant runs where the renderer has vector lanes for every dtype of the op (chapter 11): one vector as
+# wide as its registers allow, at most 16 lanes.
+def lanes_width(op: Ops, dtype: DType, renderer) -> int:
+  sizes = [4 if d == dtypes.bool else d.itemsize for d in (*operand_dtypes(op, dtype), result_dtype(op, dtype))]
+  return min(16, renderer.vector_bytes // max(sizes))
+
+def variants_on(device: str, op: Ops, dtype: DType) -> tuple[str, ...]:
+  renderer = Device[device].renderer
+  vectors = all(d in renderer.vector_dtypes for d in (*operand_dtypes(op, dtype), result_dtype(op, dtype)))
+  return ("loaded", "const") + (("lanes",) if vectors and lanes_width(op, dtype, renderer) >= 2 else ())
+
+def build_alu_kernel(device: str, op: Ops, dtype: DType, variants: tuple[str, ...]) -> tuple[Kernel, str, list[UOp], dict[str, list]]:
   """One kernel holding the given variants of (op, dtype): the kernel, its name, its stores, and per variant the
   outputs to check with their (description, expected value) cases."""
   n_src, src_dtypes, out_dtype = arity(op), operand_dtypes(op, dtype), result_dtype(op, dtype)
@@ -207,6 +218,16 @@ def build_alu_kernel(op: Ops, dtype: DType, variants: tuple[str, ...]) -> tuple[
     stores.append(store(out, r, alu(op, dtype, srcs)))
     checks[variant].append((out, [(describe(op, a, const), expected(op, dtype, a)) for a in args_list]))
   if "loaded" in variants: loop_group("loaded", everything, (False,) * n_src)
+  if "lanes" in variants:  # every operand loaded, a whole vector at a time: the loop's inner part is the lanes range
+    width = lanes_width(op, dtype, Device[device].renderer)
+    padded = [everything[i % len(everything)] for i in range(-(-len(everything) // width) * width)]  # whole vectors
+    outer = loop(len(padded) // width, loops)
+    lanes, loops = loop(width, loops + 1, "UPCAST"), loops + 2
+    at = outer * width + lanes
+    srcs = tuple(load(k.input(d, [a[p] for a in padded]), at) for p, d in enumerate(src_dtypes))
+    out = k.output(out_dtype, len(padded))
+    stores.append(store(out, at, alu(op, dtype, srcs)))
+    checks["lanes"].append((out, [(describe(op, a, (False,) * n_src) + " in lanes", expected(op, dtype, a)) for a in padded]))
   if "const" in variants:
     if n_src > 1:  # one operand constant, the others loaded: a loop per (position, constant)
       for p in range(n_src):
@@ -221,7 +242,7 @@ def build_alu_kernel(op: Ops, dtype: DType, variants: tuple[str, ...]) -> tuple[
 
 def run_alu_kernel(device: str, op: Ops, dtype: DType, variants: tuple[str, ...]) -> dict[str, list[str]]:
   """Run the kernel of build_alu_kernel; per variant, the mismatches against exec_alu."""
-  k, name, stores, checks = build_alu_kernel(op, dtype, variants)
+  k, name, stores, checks = build_alu_kernel(device, op, dtype, variants)
   out_dtype, results = result_dtype(op, dtype), k.run(device, name, *stores)
   return {v: [line for out, cases in checks[v] for line in compare(f"{op.name} {dtype.name}", out_dtype, cases, results[out.arg[0]], op)]
           for v in variants}
@@ -235,7 +256,7 @@ def compile_all_alu_kernels(device: str) -> None:
   for op in GroupOp.ALU:
     for d in op_dtypes(op):
       if all(s in dev.renderer.supported_dtypes for s in operand_dtypes(op, d)):
-        k, name, stores, _ = build_alu_kernel(op, d, ("loaded", "const"))
+        k, name, stores, _ = build_alu_kernel(device, op, d, variants_on(device, op, d))
         sources.append(dev.renderer.render(name, k.program(*stores)))
   with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
     for future in [pool.submit(dev.compiler.compile_cached, src) for src in sources]: future.exception()  # errors: in the tests
@@ -245,24 +266,46 @@ def alu_results(device: str, op: Ops, dtype: DType) -> dict[str, list[str] | Exc
   """Both variants in one kernel (half the compiles); if that kernel fails to compile or run, each variant on its own,
   so that a broken constant does not hide a working loaded op."""
   compile_all_alu_kernels(device)
-  try: return run_alu_kernel(device, op, dtype, ("loaded", "const"))
+  try: return run_alu_kernel(device, op, dtype, variants_on(device, op, dtype))
   except Exception:
     out: dict[str, list[str] | Exception] = {}
-    for variant in ("loaded", "const"):
+    for variant in variants_on(device, op, dtype):
       try: out.update(run_alu_kernel(device, op, dtype, (variant,)))
       except Exception as e: out[variant] = e
     return out
 
 ALU_CASES = [pytest.param(op, d, variant, id=f"{op.name}-{d.name}-{variant}", marks=pytest.mark.ops(op))
-             for op in sorted(GroupOp.ALU, key=lambda o: o.value) for d in op_dtypes(op) for variant in ("loaded", "const")]
+             for op in sorted(GroupOp.ALU, key=lambda o: o.value) for d in op_dtypes(op) for variant in ("loaded", "const", "lanes")]
 for op in GroupOp.ALU: COVERED.setdefault(op, []).append("test_alu")
 
 @pytest.mark.parametrize("op,dtype,variant", ALU_CASES)
 def test_alu(device, op, dtype, variant):
   skip_unsupported(device, *operand_dtypes(op, dtype))
+  if variant not in variants_on(device, op, dtype): pytest.skip(f"{device} has no vector lanes for {op.name} on {dtype.name}")
   result = alu_results(device, op, dtype)[variant]
   if isinstance(result, Exception): raise result
   check_no_mismatches(device, result)
+
+# exp2 in lanes is the device's own (the CPU's is a polynomial, chapter 12's backend notes), not its math library's:
+# over the whole range where the result is neither 0 nor inf, and just past both ends, it is within 1 ulp of 2^x,
+# subnormal results included, and exactly 0 and inf beyond.
+@covers(Ops.EXP2)
+@pytest.mark.parametrize("dtype", [dtypes.float32, dtypes.float64], ids=lambda d: d.name)
+def test_exp2_in_lanes_is_within_an_ulp_over_its_whole_range(device, dtype):
+  if "lanes" not in variants_on(device, Ops.EXP2, dtype): pytest.skip(f"{device} has no vector lanes for {dtype.name}")
+  npdt, (lo, hi) = NP[dtype], {dtypes.float32: (-152, 130), dtypes.float64: (-1077, 1026)}[dtype]
+  x = np.concatenate([np.linspace(lo, hi, 16 * 1000), np.random.default_rng(0).uniform(-4, 4, 16 * 100), [-0.0, 1e-30, -1e-30, 0.5, -0.5, 1.5]])
+  x = np.concatenate([x, np.zeros(-len(x) % 16)]).astype(npdt)
+  width = lanes_width(Ops.EXP2, dtype, Device[device].renderer)
+  k = Kernel()
+  src, out = k.input(dtype, x.tolist()), k.output(dtype, len(x))
+  outer, lanes = loop(len(x) // width, 0), loop(width, 1, "UPCAST")
+  got = np.array(k.run(device, f"EXP2_{dtype.name}_range", store(out, outer * width + lanes, UOp(Ops.EXP2, dtype, (load(src, outer * width + lanes),))))[1], npdt)
+  with np.errstate(over="ignore"): want = np.exp2(x.astype(np.float64)).astype(npdt)  # float64's exp2 rounded: within half an ulp
+  finite = np.isfinite(want) & (want != 0)
+  ulps = np.abs(got[finite] - want[finite]) / np.spacing(want[finite])
+  assert ulps.max() <= 1, f"exp2 on {device} in lanes: {ulps.max()} ulp off at x = {x[finite][ulps.argmax()]!r}"
+  assert np.array_equal(got[~finite], want[~finite]), f"exp2 on {device} in lanes should be 0 and inf beyond the range"
 
 # ## CAST and BITCAST
 #
