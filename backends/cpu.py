@@ -74,12 +74,15 @@ def _exp2_macro(name: str, suffix: str, degree: int, bits: int, bias: int, lo: i
   ({poly}) * (__typeof__(x_))((h_ + {bias}) << {bits}) * (__typeof__(x_))((i_ - h_ + {bias}) << {bits}); }})
 """
 
-VECTOR_MATH = """#define tiny_blend(m, a, b) ((__typeof__(b))(((m) & (__typeof__(m))(a)) | (~(m) & (__typeof__(m))(b))))
-#define tiny_max(a, b) ({ __auto_type a_ = (a); __auto_type b_ = (b); (a_ != a_ || a_ > b_) ? a_ : b_; })
-#define tiny_vmax(a, b) ({ __auto_type a_ = (a); __auto_type b_ = (b); tiny_blend((a_ != a_) | (a_ > b_), a_, b_); })
-#define tiny_vwhere(c, a, b) ({ __auto_type a_ = (a); __auto_type b_ = (b); \\
-  tiny_blend(__builtin_convertvector((c) != 0, __typeof__(a_ < a_)), a_, b_); })
-""" + _exp2_macro("tiny_vexp2f", "f", 7, 23, 127, -151, 129) + _exp2_macro("tiny_vexp2", "", 13, 52, 1023, -1076, 1025)
+# A kernel's source starts with the macros it uses (and those they use), no others.
+VECTOR_MATH = {
+  "tiny_blend": "#define tiny_blend(m, a, b) ((__typeof__(b))(((m) & (__typeof__(m))(a)) | (~(m) & (__typeof__(m))(b))))\n",
+  "tiny_max": "#define tiny_max(a, b) ({ __auto_type a_ = (a); __auto_type b_ = (b); (a_ != a_ || a_ > b_) ? a_ : b_; })\n",
+  "tiny_vmax": "#define tiny_vmax(a, b) ({ __auto_type a_ = (a); __auto_type b_ = (b); tiny_blend((a_ != a_) | (a_ > b_), a_, b_); })\n",
+  "tiny_vwhere": "#define tiny_vwhere(c, a, b) ({ __auto_type a_ = (a); __auto_type b_ = (b); \\\n"
+                 "  tiny_blend(__builtin_convertvector((c) != 0, __typeof__(a_ < a_)), a_, b_); })\n",
+  "tiny_vexp2f": _exp2_macro("tiny_vexp2f", "f", 7, 23, 127, -151, 129),
+  "tiny_vexp2": _exp2_macro("tiny_vexp2", "", 13, 52, 1023, -1076, 1025)}
 
 class CPURenderer(CStyleRenderer):
   device = "CPU"
@@ -87,7 +90,7 @@ class CPURenderer(CStyleRenderer):
   special_index, special_params = {"THREAD": "core_id"}, {"THREAD": "int core_id"}
   code_for_op = {**CStyleRenderer.code_for_op, Ops.SQRT: _math("sqrt"), Ops.EXP2: _math("exp2"), Ops.LOG2: _math("log2"),
                  Ops.SIN: _math("sin"), Ops.TRUNC: _math("trunc"), Ops.MAX: lambda a, b, dt: f"tiny_max({a}, {b})"}
-  prefix = "#include <math.h>\n" + VECTOR_MATH
+  prefix = "#include <math.h>\n"
   # each operand a vector (a scalar is broadcast), the result vector's type; bools are ints, so + on them is | and not is ^1
   vector_forms = {
     Ops.MAX: lambda a, b, dt, vt: f"tiny_vmax({a}, {b})", Ops.WHERE: lambda c, a, b, dt, vt: f"tiny_vwhere({c}, {a}, {b})",
@@ -102,6 +105,11 @@ class CPURenderer(CStyleRenderer):
       args = [self[s] if s in self.vec else f"(({self.vector_type(s.dtype)}){{}}+{self[s]})" for s in u.src]
       if (code := self.vector_forms[u.op](*args, u.src[-1].dtype, self.type_of(u))) is not None: return code
     return super().render_vector(u, text)
+  def render(self, name: str, program: list[UOp]) -> str:
+    src, macros = super().render(name, program), ""
+    for macro, text in reversed(VECTOR_MATH.items()):  # tiny_blend, which the others use, is first
+      if macro + "(" in src + macros: macros = text + macros
+    return macros + src
 
 # ## Compiler
 #
