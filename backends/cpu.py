@@ -59,9 +59,14 @@ def _math(fn: str) -> Any:
 #   in two halves so that each is a normal number: the product rounds once,
 #   also into the subnormal range. Below -151 (-1076 for double) every result
 #   rounds to 0 and above 129 (1025) to inf, so x is clamped there first; a nan
-#   passes through f. Each macro evaluates its operands once (`__auto_type`
-#   holds them), so nested uses print linearly, and the scalar max is one of
-#   them for that reason: the lanes' final fold nests it 4 deep.
+#   passes through f.
+#
+# Each macro evaluates its operands once (`__auto_type` holds them), so nested
+# uses print linearly; that is why the fold of a max over the lanes (the end
+# of a max reduce) uses a macro too, `tiny_max`, where the scalar form would
+# print each operand three times at each of 4 levels. (clang 14 miscompiles a
+# max whose operand is the constant -0.0 in these forms, choosing -0.0 over
+# 0.0; gcc does not, and the fold's operands are never constants.)
 def _exp2_macro(name: str, suffix: str, degree: int, bits: int, bias: int, lo: int, hi: int) -> str:
   coefficients = [f"{math.log(2) ** k / math.factorial(k)!r}{suffix}" for k in range(degree + 1)]
   poly = functools.reduce(lambda inner, c: f"{c} + f_ * ({inner})", reversed(coefficients[:-1]), coefficients[-1])
@@ -89,9 +94,10 @@ class CPURenderer(CStyleRenderer):
   threads = os.cpu_count() or 1
   special_index, special_params = {"THREAD": "core_id"}, {"THREAD": "int core_id"}
   code_for_op = {**CStyleRenderer.code_for_op, Ops.SQRT: _math("sqrt"), Ops.EXP2: _math("exp2"), Ops.LOG2: _math("log2"),
-                 Ops.SIN: _math("sin"), Ops.TRUNC: _math("trunc"), Ops.MAX: lambda a, b, dt: f"tiny_max({a}, {b})"}
+                 Ops.SIN: _math("sin"), Ops.TRUNC: _math("trunc")}
   prefix = "#include <math.h>\n"
-  # each operand a vector (a scalar is broadcast), the result vector's type; bools are ints, so + on them is | and not is ^1
+  # each operand a vector (a scalar is broadcast: `x - {}`, as `x + {}` would turn -0.0 into 0.0), the result vector's
+  # type; bools are ints, so + on them is | and not is ^1
   vector_forms = {
     Ops.MAX: lambda a, b, dt, vt: f"tiny_vmax({a}, {b})", Ops.WHERE: lambda c, a, b, dt, vt: f"tiny_vwhere({c}, {a}, {b})",
     Ops.CMPLT: lambda a, b, dt, vt: f"__builtin_convertvector(-({a}<{b}), {vt})",
@@ -102,9 +108,13 @@ class CPURenderer(CStyleRenderer):
   vector_dtypes = CStyleRenderer.vector_dtypes + (dtypes.bool,)
   def render_vector(self, u: UOp, text: str) -> str:
     if u.op in self.vector_forms:  # None: the base renderer's form does
-      args = [self[s] if s in self.vec else f"(({self.vector_type(s.dtype)}){{}}+{self[s]})" for s in u.src]
+      args = [self[s] if s in self.vec else f"({self[s]}-({self.vector_type(s.dtype)}){{}})" for s in u.src]
       if (code := self.vector_forms[u.op](*args, u.src[-1].dtype, self.type_of(u))) is not None: return code
     return super().render_vector(u, text)
+  def fold(self, u: UOp) -> str:  # a max of the lanes, as a tree of tiny_max: the scalar form would repeat each operand
+    if u.src[1].op is not Ops.MAX: return super().fold(u)
+    def tree(xs: list[str]) -> str: return xs[0] if len(xs) == 1 else f"tiny_max({tree(xs[:len(xs)//2])}, {tree(xs[len(xs)//2:])})"
+    return tree([f"{self.names[u.src[0]]}[{i}]" for i in range(self.width)])
   def render(self, name: str, program: list[UOp]) -> str:
     src, macros = super().render(name, program), ""
     for macro, text in reversed(VECTOR_MATH.items()):  # tiny_blend, which the others use, is first

@@ -286,6 +286,18 @@ def test_alu(device, op, dtype, variant):
   if isinstance(result, Exception): raise result
   check_no_mismatches(device, result)
 
+# A constant operand of a vector op is broadcast into every lane bit for bit: -0.0 stays -0.0 (`x + 0` would not).
+@covers(Ops.WHERE)
+def test_a_constant_broadcast_into_lanes_keeps_minus_zero(device):
+  if "lanes" not in variants_on(device, Ops.WHERE, dtypes.float32): pytest.skip(f"{device} has no vector lanes for WHERE")
+  width = lanes_width(Ops.WHERE, dtypes.float32, Device[device].renderer)
+  k, cond = Kernel(), [i % 3 == 0 for i in range(4 * width)]
+  c, x, out = k.input(dtypes.bool, cond), k.input(dtypes.float32, [1.5] * len(cond)), k.output(dtypes.float32, len(cond))
+  outer, lanes = loop(4, 0), loop(width, 1, "UPCAST")
+  at = outer * width + lanes
+  got = k.run(device, "WHERE_minus_zero", store(out, at, UOp(Ops.WHERE, dtypes.float32, (load(c, at), load(x, at), UOp.const(dtypes.float32, -0.0)))))[2]
+  assert [bits(g) for g in got] == [bits(1.5 if b else -0.0) for b in cond]
+
 # exp2 in lanes is the device's own (the CPU's is a polynomial, chapter 12's backend notes), not its math library's:
 # over the whole range where the result is neither 0 nor inf, and just past both ends, it is within 1 ulp of 2^x,
 # subnormal results included, and exactly 0 and inf beyond.
