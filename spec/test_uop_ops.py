@@ -7,7 +7,8 @@ Three kinds of op, three kinds of test:
   the smallest int divided by -1, shifts up to the bit width - 1; casts also get floats just inside and outside
   each int's range). Each op is tested twice: with every operand *loaded* from memory,
   and with operands that are *constants* in the program (one constant operand in a loop, and all operands
-  constant); both parts share one kernel, so a test names its part and the compiler runs once.
+  constant); and, on a device with vector lanes (chapter 11) for its dtypes, a third time, loaded a vector at a
+  time (*lanes*). The parts share one kernel, so a test names its part and the compiler runs once.
   The program is made with `tiny.linearize` and never simplified, so a constant operand reaches the renderer as a
   CONST and the device computes the op (or its compiler folds it: then the compiler's folding is what is tested).
   The expected values come from `tiny.exec_alu`, the table the reference device runs, never from the device
@@ -58,7 +59,7 @@ NOT_RUNNABLE: dict[Ops, str] = {
 # turn that into a callable, exactly the path `tiny.get_program` takes after lowering.
 
 TRUE = UOp.const(dtypes.bool, True)
-GUARD = 4          # elements after each buffer that a kernel must not touch
+GUARD = 16         # elements after each buffer that a kernel must not touch: a whole vector of lanes
 POISON = 0xA5      # the byte every output and guard element starts as
 
 def i32(v: int) -> UOp: return UOp.const(dtypes.int32, v)
