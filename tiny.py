@@ -2533,10 +2533,11 @@ def expand(kernel: UOp, renderer: Renderer) -> UOp:
 #    small (under 4 copies), else by 4 unless the tile is full already (16
 #    accumulators have enough adds in flight). If padding guards the loads,
 #    the innermost reduce loop a guard reads goes first: in each copy its
-#    index is a constant, and the guard folds into a simpler one, often True. (A conv's input gradient
-#    sums over window positions, guarded by the padding of the window trick,
-#    around its sum over output channels: unrolling the window loop along x
-#    made it 4x faster than unrolling the channels.)
+#    index is a constant, and the guard folds into a simpler one, often
+#    True. (A conv's input gradient sums over window positions, guarded by
+#    the padding of the window trick, around its sum over output channels:
+#    unrolling the window loop along x made it 2x faster than unrolling the
+#    channels, 1.5x faster than no unroll.)
 # 4. threads: with enough work per thread, the outermost output axis is split
 #    over the worker threads.
 #
