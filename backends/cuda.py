@@ -28,10 +28,11 @@ DEFAULT_PRIORITY = 2
 
 # ## The driver and nvrtc
 #
-# Every driver and nvrtc call returns a status code; `check` turns a failure
-# into an exception that names the call and the driver's own words for it.
-# The libraries are looked up the usual way (the loader's path), then in the
-# CUDA toolkit's folders.
+# Every driver call returns a status code; `cuda(call, ...)` makes the call
+# and turns a failure into an exception that names the call and the driver's
+# own words for it. The libraries (`library("cuda")`, `library("nvrtc")`) are
+# looked up the usual way (the loader's path), then in the CUDA toolkit's
+# folders.
 SONAMES = {"cuda": (".1", ""), "nvrtc": ("", ".13", ".12")}  # the driver's, and nvrtc's of CUDA 13 and 12
 
 @functools.cache
