@@ -1450,6 +1450,7 @@ class Tensor:
     if y.device != x.device: raise ValueError(f"tensors are on different devices: {x.device} and {y.device}; use .to(device)")
     if reverse: x, y = y, x
     x, y = x.cast(dtype), y.cast(dtype)
+    if x.shape == y.shape: return x, y  # the usual case (always, for a scalar): nothing to broadcast
     shape = _broadcast_shape(x.shape, y.shape)
     return x._broadcast_to(shape), y._broadcast_to(shape)
   def _broadcast_to(self, shape: tuple[int, ...]) -> Tensor:
@@ -1566,7 +1567,7 @@ class Tensor:
   def int(self) -> Tensor: return self.cast(dtypes.int32)
   def bool(self) -> Tensor: return self.cast(dtypes.bool)
 
-  __add__, __mul__, __sub__, __truediv__, __mod__, __pow__ = add, mul, sub, div, mod, pow
+  __add__, __mul__, __sub__, __truediv__, __mod__, __pow__, __neg__ = add, mul, sub, div, mod, pow, neg
   def __floordiv__(self, y: Any) -> Tensor: return self.div(y, rounding_mode="floor")
   def __radd__(self, y: Any) -> Tensor: return self.add(y, True)
   def __rmul__(self, y: Any) -> Tensor: return self.mul(y, True)
@@ -1575,7 +1576,6 @@ class Tensor:
   def __rfloordiv__(self, y: Any) -> Tensor: return self.div(y, True, rounding_mode="floor")
   def __rmod__(self, y: Any) -> Tensor: return self.mod(y, True)
   def __rpow__(self, y: Any) -> Tensor: return self.pow(y, True)
-  def __neg__(self) -> Tensor: return self.neg()
   def __abs__(self) -> Tensor: return self.abs()
   def __and__(self, y: Any) -> Tensor: return self.bitwise_and(y)
   def __or__(self, y: Any) -> Tensor: return self.bitwise_or(y)
