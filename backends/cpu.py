@@ -8,7 +8,7 @@
 # Like every backend, this file has four parts, in order: allocator,
 # renderer, compiler, program. `open_device()` puts them together.
 from __future__ import annotations
-import concurrent.futures, ctypes, functools, math, os, shutil, subprocess, tempfile
+import concurrent.futures, ctypes, functools, math, os, shutil, struct, subprocess, tempfile
 from typing import Any
 from tiny import Allocator, CStyleRenderer, Compiler, CompileError, Compiled, DType, Ops, UOp, dtypes
 
@@ -59,7 +59,9 @@ def _math(fn: str) -> Any:
 #   in two halves so that each is a normal number: the product rounds once,
 #   also into the subnormal range. Below -151 (-1076 for double) every result
 #   rounds to 0 and above 129 (1025) to inf, so x is clamped there first; a nan
-#   passes through f.
+#   passes through f. n is rounded by adding a magic number, and read as an
+#   int from the sum's bits: no float-to-int conversion, which a nan would make
+#   undefined.
 #
 # Each macro evaluates its operands once (`__auto_type` holds them), so nested
 # uses print linearly; that is why the fold of a max over the lanes (the end
@@ -70,12 +72,13 @@ def _math(fn: str) -> Any:
 def _exp2_macro(name: str, suffix: str, degree: int, bits: int, bias: int, lo: int, hi: int) -> str:
   coefficients = [f"{math.log(2) ** k / math.factorial(k)!r}{suffix}" for k in range(degree + 1)]
   poly = functools.reduce(lambda inner, c: f"{c} + f_ * ({inner})", reversed(coefficients[:-1]), coefficients[-1])
-  magic = f"{1.5 * 2 ** bits!r}{suffix}"  # adding and taking away 1.5 * 2^mantissa-bits rounds to an integer
-  return f"""#define {name}(v) ({{ __auto_type x_ = (v); __typeof__(x_ < x_) nan_ = x_ != x_; __typeof__(x_) zero_ = {{}}; \\
-  __typeof__(x_) c_ = tiny_blend(x_ > {hi}.0{suffix}, zero_ + {hi}.0{suffix}, x_); \\
-  c_ = tiny_blend(c_ < {lo}.0{suffix}, zero_ + {lo}.0{suffix}, c_); c_ = tiny_blend(nan_, zero_, c_); \\
-  __typeof__(x_) n_ = (c_ + {magic}) - {magic}, f_ = tiny_blend(nan_, x_, c_ - n_); \\
-  __typeof__(nan_) i_ = __builtin_convertvector(n_, __typeof__(nan_)), h_ = i_ >> 1; \\
+  # adding 1.5 * 2^(mantissa bits) rounds to an integer, n, held in the sum's low bits: n = bits(sum) - bits(magic)
+  magic, (int_format, float_format, int_suffix) = 1.5 * 2 ** bits, ("<q", "<d", "ll") if bits == 52 else ("<i", "<f", "")
+  magic_bits = f"{struct.unpack(int_format, struct.pack(float_format, magic))[0]}{int_suffix}"
+  return f"""#define {name}(v) ({{ __auto_type x_ = (v); __typeof__(x_) zero_ = {{}}; \\
+  __typeof__(x_) c_ = tiny_blend(x_ > {hi}.0{suffix}, zero_ + {hi}.0{suffix}, x_); c_ = tiny_blend(c_ < {lo}.0{suffix}, zero_ + {lo}.0{suffix}, c_); \\
+  __typeof__(x_) t_ = c_ + {magic!r}{suffix}, f_ = c_ - (t_ - {magic!r}{suffix}); \\
+  __typeof__(x_ < x_) i_ = (__typeof__(x_ < x_))t_ - {magic_bits}, h_ = i_ >> 1; \\
   ({poly}) * (__typeof__(x_))((h_ + {bias}) << {bits}) * (__typeof__(x_))((i_ - h_ + {bias}) << {bits}); }})
 """
 
