@@ -76,7 +76,8 @@ def _exp2_macro(name: str, suffix: str, degree: int, bits: int, bias: int, lo: i
   magic, (int_format, float_format, int_suffix) = 1.5 * 2 ** bits, ("<q", "<d", "ll") if bits == 52 else ("<i", "<f", "")
   magic_bits = f"{struct.unpack(int_format, struct.pack(float_format, magic))[0]}{int_suffix}"
   return f"""#define {name}(v) ({{ __auto_type x_ = (v); __typeof__(x_) zero_ = {{}}; \\
-  __typeof__(x_) c_ = tiny_blend(x_ > {hi}.0{suffix}, zero_ + {hi}.0{suffix}, x_); c_ = tiny_blend(c_ < {lo}.0{suffix}, zero_ + {lo}.0{suffix}, c_); \\
+  __typeof__(x_) c_ = tiny_blend(x_ > {hi}.0{suffix}, zero_ + {hi}.0{suffix}, x_); \\
+  c_ = tiny_blend(c_ < {lo}.0{suffix}, zero_ + {lo}.0{suffix}, c_); \\
   __typeof__(x_) t_ = c_ + {magic!r}{suffix}, f_ = c_ - (t_ - {magic!r}{suffix}); \\
   __typeof__(x_ < x_) i_ = (__typeof__(x_ < x_))t_ - {magic_bits}, h_ = i_ >> 1; \\
   ({poly}) * (__typeof__(x_))((h_ + {bias}) << {bits}) * (__typeof__(x_))((i_ - h_ + {bias}) << {bits}); }})
