@@ -101,18 +101,20 @@ class CPURenderer(CStyleRenderer):
                  Ops.SIN: _math("sin"), Ops.TRUNC: _math("trunc")}
   prefix = "#include <math.h>\n"
   # each operand a vector (a scalar is broadcast: `x - {}`, as `x + {}` would turn -0.0 into 0.0), the result vector's
-  # type; bools are ints, so + on them is | and not is ^1
+  # type; bools are ints, so + on them is | and not is ^1, and &, |, ^ go through here for their scalar operands' sake
   vector_forms = {
     Ops.MAX: lambda a, b, dt, vt: f"tiny_vmax({a}, {b})", Ops.WHERE: lambda c, a, b, dt, vt: f"tiny_vwhere({c}, {a}, {b})",
     Ops.CMPLT: lambda a, b, dt, vt: f"__builtin_convertvector(-({a}<{b}), {vt})",
     Ops.CMPNE: lambda a, b, dt, vt: f"__builtin_convertvector(-({a}!={b}), {vt})",
     Ops.EXP2: lambda x, dt, vt: f"tiny_vexp2f({x})" if dt == dtypes.float32 else f"tiny_vexp2({x})",
-    Ops.ADD: lambda a, b, dt, vt: f"({a}|{b})" if dt == dtypes.bool else None, Ops.NEG: lambda x, dt, vt: f"({x}^1)" if dt == dtypes.bool else None}
+    Ops.ADD: lambda a, b, dt, vt: f"({a}|{b})" if dt == dtypes.bool else None, Ops.NEG: lambda x, dt, vt: f"({x}^1)" if dt == dtypes.bool else None,
+    **{op: (lambda a, b, dt, vt, c=c: f"({a}{c}{b})" if dt == dtypes.bool else None) for op, c in ((Ops.AND, "&"), (Ops.OR, "|"), (Ops.XOR, "^"))}}
   vector_ops = CStyleRenderer.vector_ops | set(vector_forms)
   vector_dtypes = CStyleRenderer.vector_dtypes + (dtypes.bool,)
   def render_vector(self, u: UOp, text: str) -> str:
     if u.op in self.vector_forms:  # None: the base renderer's form does
-      args = [self[s] if s in self.vec else f"({self[s]}-({self.vector_type(s.dtype)}){{}})" for s in u.src]
+      # (a scalar bool is cast to int first: C has no vector of _Bool to broadcast it to)
+      args = [self[s] if s in self.vec else f"({'(int)' * (s.dtype == dtypes.bool)}{self[s]}-({self.vector_type(s.dtype)}){{}})" for s in u.src]
       if (code := self.vector_forms[u.op](*args, u.src[-1].dtype, self.type_of(u))) is not None: return code
     return super().render_vector(u, text)
   def fold(self, u: UOp) -> str:  # a max of the lanes, as a tree of tiny_max: the scalar form would repeat each operand

@@ -104,6 +104,18 @@ def test_the_heuristic_gives_a_matmul_an_8_by_2_vector_tile():
   with Context(NOOPT=0): np.testing.assert_allclose((Tensor(a, device="CPU") @ Tensor(b, device="CPU")).numpy(), a.astype(np.float64) @ b,
                                                     rtol=1e-5, atol=5e-5)  # 64 products of up to 4 in size
 
+@pytest.mark.parametrize("op", ["&", "|", "^"])
+def test_a_bool_held_in_a_variable_meets_bools_in_lanes(op):
+  # the row's mask is one bool per row, read twice (so the kernel names it), combined with a mask in the lanes
+  if "CPU" not in Device.names(): pytest.skip("needs the CPU device")
+  x, y = rand(64), np.random.default_rng(1).integers(-1, 2, (16,)).astype(np.int32)
+  f = {"&": lambda a, b: a & b, "|": lambda a, b: a | b, "^": lambda a, b: a ^ b}[op]
+  with Context(NOOPT=0):
+    row = Tensor(y, device="CPU").reshape(16, 1) != -1
+    out = f(Tensor(x, device="CPU").reshape(1, 64) > 0, row).where(2.0, 3.0) * Tensor(x, device="CPU") + row.where(1.0, 0.5)
+    row_np = y.reshape(16, 1) != -1
+    check(out, np.where(f(x.reshape(1, 64) > 0, row_np), 2.0, 3.0) * x.astype(np.float64) + np.where(row_np, 1.0, 0.5))
+
 def test_debug_3_prints_the_opts_of_each_kernel(device, capsys):
   with Context(DEBUG=3, NOOPT=0): (Tensor(rand(32, 32), device=device) @ Tensor(rand(32, 32), device=device) * 3).realize()
   lines = [l for l in capsys.readouterr().out.splitlines() if " opts: " in l]
