@@ -108,13 +108,15 @@ class CPURenderer(CStyleRenderer):
     Ops.CMPNE: lambda a, b, dt, vt: f"__builtin_convertvector(-({a}!={b}), {vt})",
     Ops.EXP2: lambda x, dt, vt: f"tiny_vexp2f({x})" if dt == dtypes.float32 else f"tiny_vexp2({x})",
     Ops.ADD: lambda a, b, dt, vt: f"({a}|{b})" if dt == dtypes.bool else None, Ops.NEG: lambda x, dt, vt: f"({x}^1)" if dt == dtypes.bool else None,
-    **{op: (lambda a, b, dt, vt, c=c: f"({a}{c}{b})" if dt == dtypes.bool else None) for op, c in ((Ops.AND, "&"), (Ops.OR, "|"), (Ops.XOR, "^"))}}
+    # gcc broadcasts no scalar _Bool into a vector by itself: these take the form above, with the broadcast, for bools
+    **{op: (lambda a, b, dt, vt, op=op: CStyleRenderer.code_for_op[op](a, b, dt) if dt == dtypes.bool else None)
+       for op in (Ops.MUL, Ops.AND, Ops.OR, Ops.XOR)}}
   vector_ops = CStyleRenderer.vector_ops | set(vector_forms)
   vector_dtypes = CStyleRenderer.vector_dtypes + (dtypes.bool,)
   def render_vector(self, u: UOp, text: str) -> str:
     if u.op in self.vector_forms:  # None: the base renderer's form does
-      # (a scalar bool is cast to int first: C has no vector of _Bool to broadcast it to)
-      args = [self[s] if s in self.vec else f"({'(int)' * (s.dtype == dtypes.bool)}{self[s]}-({self.vector_type(s.dtype)}){{}})" for s in u.src]
+      scalar = lambda s: f"(int){self[s]}" if s.dtype == dtypes.bool else self[s]  # gcc broadcasts no _Bool
+      args = [self[s] if s in self.vec else f"({scalar(s)}-({self.vector_type(s.dtype)}){{}})" for s in u.src]
       if (code := self.vector_forms[u.op](*args, u.src[-1].dtype, self.type_of(u))) is not None: return code
     return super().render_vector(u, text)
   def fold(self, u: UOp) -> str:  # a max of the lanes, as a tree of tiny_max: the scalar form would repeat each operand

@@ -32,6 +32,8 @@ WORKLOADS = {
   "relu, maximum and exp2 in float64": (lambda t: t(C).cast(dtypes.float64).relu().maximum(t(D).cast(dtypes.float64) * 0.5).exp2(),
                                         lambda: np.exp2(np.maximum(np.maximum(C.astype(np.float64), 0), D * 0.5))),
   "int where and compare": (lambda t: (t(I) != 3).where(t(I) * 2, t(I) < 5).maximum(7), lambda: np.maximum(np.where(I != 3, I * 2, I < 5), 7)),
+  "a bool in lanes and a bool per row": (lambda t: ((t(I) != 3) & (r := t(I[:, :1].copy()) > 0)).where(t(C), r.where(t(D), 2)),
+                                          lambda: np.where((I != 3) & (I[:, :1] > 0), C, np.where(I[:, :1] > 0, D, 2))),
   "max of a where along rows": (lambda t: (t(C) < 0.5).where(t(C), t(D)).max(1), lambda: np.where(C < 0.5, C, D).max(1)),
 }
 
