@@ -62,6 +62,11 @@ def _math(fn: str) -> Any:
 #   passes through f. n is rounded by adding a magic number, and read as an
 #   int from the sum's bits: no float-to-int conversion, which a nan would make
 #   undefined.
+# - `log2(x)`: x = m * 2^e read off its bits (a subnormal x scaled by 2^mantissa-bits
+#   first), m moved into [sqrt(1/2), sqrt(2)); log2(m) = 2/ln 2 * atanh(s) with
+#   s = (m-1)/(m+1), |s| < 0.18, the odd series s + s^3/3 + ... to s^9 for float
+#   and s^21 for double; then 0 gives -inf, a negative number nan, inf and nan
+#   themselves.
 #
 # Each macro evaluates its operands once (`__auto_type` holds them), so nested
 # uses print linearly; that is why the fold of a max over the lanes (the end
@@ -83,6 +88,21 @@ def _exp2_macro(name: str, suffix: str, degree: int, bits: int, bias: int, lo: i
   ({poly}) * (__typeof__(x_))((h_ + {bias}) << {bits}) * (__typeof__(x_))((i_ - h_ + {bias}) << {bits}); }})
 """
 
+def _log2_macro(name: str, suffix: str, terms: int, bits: int, bias: int, smallest_normal: str) -> str:
+  coefficients = [f"{2 / ((2 * k + 1) * math.log(2))!r}{suffix}" for k in range(terms)]
+  poly = functools.reduce(lambda inner, c: f"{c} + z_ * ({inner})", reversed(coefficients[:-1]), coefficients[-1])
+  one_bits, exponent_mask = ("0x3ff0000000000000ll", "0x7ff") if bits == 52 else ("0x3f800000", "0xff")
+  return f"""#define {name}(v) ({{ __auto_type x_ = (v); __typeof__(x_) zero_ = {{}}; __typeof__(x_ < x_) sub_ = x_ < {smallest_normal}; \\
+  __typeof__(x_) y_ = tiny_blend(sub_, x_ * {float(2 ** bits)!r}{suffix}, x_); __typeof__(sub_) k_ = (__typeof__(sub_))y_; \\
+  __typeof__(sub_) e_ = ((k_ >> {bits}) & {exponent_mask}) - {bias} - (sub_ & {bits}); \\
+  __typeof__(x_) m_ = (__typeof__(x_))((k_ & ((1ll << {bits}) - 1)) | {one_bits}); __typeof__(sub_) big_ = m_ > 1.4142135623730951{suffix}; \\
+  m_ = tiny_blend(big_, m_ * 0.5{suffix}, m_); e_ -= big_; \\
+  __typeof__(x_) s_ = (m_ - 1.0{suffix}) / (m_ + 1.0{suffix}), z_ = s_ * s_; \\
+  __typeof__(x_) r_ = __builtin_convertvector(e_, __typeof__(x_)) + s_ * ({poly}); \\
+  r_ = tiny_blend(x_ == 0, zero_ - INFINITY, r_); r_ = tiny_blend(x_ < 0, zero_ + NAN, r_); \\
+  tiny_blend((x_ != x_) | (x_ == INFINITY), x_, r_); }})
+"""
+
 # A kernel's source starts with the macros it uses (and those they use), no others.
 VECTOR_MATH = {
   "tiny_blend": "#define tiny_blend(m, a, b) ((__typeof__(b))(((m) & (__typeof__(m))(a)) | (~(m) & (__typeof__(m))(b))))\n",
@@ -91,7 +111,9 @@ VECTOR_MATH = {
   "tiny_vwhere": "#define tiny_vwhere(c, a, b) ({ __auto_type a_ = (a); __auto_type b_ = (b); \\\n"
                  "  tiny_blend(__builtin_convertvector((c) != 0, __typeof__(a_ < a_)), a_, b_); })\n",
   "tiny_vexp2f": _exp2_macro("tiny_vexp2f", "f", 7, 23, 127, -151, 129),
-  "tiny_vexp2": _exp2_macro("tiny_vexp2", "", 13, 52, 1023, -1076, 1025)}
+  "tiny_vexp2": _exp2_macro("tiny_vexp2", "", 13, 52, 1023, -1076, 1025),
+  "tiny_vlog2f": _log2_macro("tiny_vlog2f", "f", 5, 23, 127, "1.1754943508222875e-38f"),
+  "tiny_vlog2": _log2_macro("tiny_vlog2", "", 11, 52, 1023, "2.2250738585072014e-308")}
 
 class CPURenderer(CStyleRenderer):
   device = "CPU"
@@ -107,6 +129,7 @@ class CPURenderer(CStyleRenderer):
     Ops.CMPLT: lambda a, b, dt, vt: f"__builtin_convertvector(-({a}<{b}), {vt})",
     Ops.CMPNE: lambda a, b, dt, vt: f"__builtin_convertvector(-({a}!={b}), {vt})",
     Ops.EXP2: lambda x, dt, vt: f"tiny_vexp2f({x})" if dt == dtypes.float32 else f"tiny_vexp2({x})",
+    Ops.LOG2: lambda x, dt, vt: f"tiny_vlog2f({x})" if dt == dtypes.float32 else f"tiny_vlog2({x})",
     Ops.ADD: lambda a, b, dt, vt: f"({a}|{b})" if dt == dtypes.bool else None, Ops.NEG: lambda x, dt, vt: f"({x}^1)" if dt == dtypes.bool else None,
     # gcc broadcasts no scalar _Bool into a vector by itself: these take the form above, with the broadcast, for bools
     **{op: (lambda a, b, dt, vt, op=op: CStyleRenderer.code_for_op[op](a, b, dt) if dt == dtypes.bool else None)

@@ -287,6 +287,24 @@ def test_alu(device, op, dtype, variant):
   if isinstance(result, Exception): raise result
   check_no_mismatches(device, result)
 
+# log2 in lanes is the device's own too: within 3 ulp of log2(x) for positive x from the smallest subnormal to the
+# largest float, near 1 included (where the result is small); its edge values are the lanes variant's.
+@covers(Ops.LOG2)
+@pytest.mark.parametrize("dtype", [dtypes.float32, dtypes.float64], ids=lambda d: d.name)
+def test_log2_in_lanes_is_within_3_ulp_over_its_whole_range(device, dtype):
+  if "lanes" not in variants_on(device, Ops.LOG2, dtype): pytest.skip(f"{device} has no vector lanes for {dtype.name}")
+  npdt, (lo, hi), rng = NP[dtype], {dtypes.float32: (-149, 128), dtypes.float64: (-1074, 1024)}[dtype], np.random.default_rng(0)
+  x = np.concatenate([2.0 ** rng.uniform(lo, hi, 8000), rng.uniform(0.5, 2, 4000), 1 + rng.uniform(-1e-3, 1e-3, 4000)]).astype(npdt)
+  x = np.where(np.isfinite(x) & (x > 0), x, 1).astype(npdt)
+  width = lanes_width(Ops.LOG2, dtype, Device[device].renderer)
+  k = Kernel()
+  src, out = k.input(dtype, x.tolist()), k.output(dtype, len(x))
+  outer, lanes = loop(len(x) // width, 0), loop(width, 1, "UPCAST")
+  got = np.array(k.run(device, f"LOG2_{dtype.name}_range", store(out, outer * width + lanes, UOp(Ops.LOG2, dtype, (load(src, outer * width + lanes),))))[1], npdt)
+  want = np.log2(x.astype(np.float64)).astype(npdt)
+  ulps = np.abs(got - want) / np.spacing(np.abs(want))
+  assert ulps.max() <= 3, f"log2 on {device} in lanes: {ulps.max()} ulp off at x = {x[ulps.argmax()]!r}"
+
 # A constant operand of a vector op is broadcast into every lane bit for bit: -0.0 stays -0.0 (`x + 0` would not).
 @covers(Ops.WHERE)
 def test_a_constant_broadcast_into_lanes_keeps_minus_zero(device):
