@@ -43,7 +43,7 @@ def _math(fn: str) -> Any:
 
 # Vector math. The lanes of chapter 11 are GCC and clang vector types, on
 # which C's arithmetic works lane by lane, but not its `?:` and not libm: a
-# kernel with a max, a where or an exp2 would be computed one lane at a time.
+# kernel with a max, a where, an exp2 or a log2 would be computed one lane at a time.
 # So the CPU brings vector forms of these, as macros in the kernel's prelude
 # that work for a vector of any width:
 #
@@ -131,7 +131,7 @@ class CPURenderer(CStyleRenderer):
     Ops.EXP2: lambda x, dt, vt: f"tiny_vexp2f({x})" if dt == dtypes.float32 else f"tiny_vexp2({x})",
     Ops.LOG2: lambda x, dt, vt: f"tiny_vlog2f({x})" if dt == dtypes.float32 else f"tiny_vlog2({x})",
     Ops.ADD: lambda a, b, dt, vt: f"({a}|{b})" if dt == dtypes.bool else None, Ops.NEG: lambda x, dt, vt: f"({x}^1)" if dt == dtypes.bool else None,
-    # gcc broadcasts no scalar _Bool into a vector by itself: these take the form above, with the broadcast, for bools
+    # gcc broadcasts no scalar _Bool into a vector by itself: on bools these take the base renderer's form, broadcast here
     **{op: (lambda a, b, dt, vt, op=op: CStyleRenderer.code_for_op[op](a, b, dt) if dt == dtypes.bool else None)
        for op in (Ops.MUL, Ops.AND, Ops.OR, Ops.XOR)}}
   vector_ops = CStyleRenderer.vector_ops | set(vector_forms)
