@@ -1068,7 +1068,8 @@ class Buffer:
 #   its way (chapter 8); weak on the result, so it lives as long as the result.
 # - `_grad_tensors`: tensors created with `requires_grad`, found by
 #   `backward()` (chapter 8), weak.
-# - `_programs`: compiled kernels by (AST, device), for the life of the
+# - `_programs`: compiled kernels by (AST, device, NOOPT, BEAM): a kernel
+#   made under other opt settings is another program; for the life of the
 #   process (chapter 13); `_kernel_names` counts the names given out, so each
 #   kernel's name is its own (`r_8_2_4n1` is the second `r_8_2_4`).
 # - `_schedules`: schedules by the structure of their graph (chapter 9), the
@@ -1088,7 +1089,7 @@ _tensors: weakref.WeakValueDictionary[int, Tensor] = weakref.WeakValueDictionary
 _computed_from: weakref.WeakKeyDictionary[UOp, UOp] = weakref.WeakKeyDictionary()
 _grad_tensors: weakref.WeakValueDictionary[int, Tensor] = weakref.WeakValueDictionary()
 _schedules: dict[UOp, tuple[list[ScheduleItem], tuple[UOp, ...], list[UOp]]] = {}
-_programs: dict[tuple[UOp, str], Kernel] = {}
+_programs: dict[tuple[UOp, str, int, int], Kernel] = {}
 _kernel_names: dict[str, int] = {}
 _cache_off = False
 # while a TinyJit captures: ("kernel", buffers, Kernel), ("copy", buffers, None) or ("rng", [key buffer], count)
@@ -3008,10 +3009,10 @@ def beam(kernel: UOp, device: str) -> list[Opt]:
   return list(winner)
 
 @traced("kernel")
-def get_program(ast: UOp, device: str, new: list[tuple[UOp, str]] | None = None) -> Kernel:
+def get_program(ast: UOp, device: str, new: list[tuple[UOp, str, int, int]] | None = None) -> Kernel:
   """The kernel of `ast`, compiled; given a list `new`, a new kernel is not compiled but its key added to the list, its
   `program` left as the function that loads its binary, until `prepare_schedule` has compiled the list."""
-  if (key := (ast, device)) not in _programs:
+  if (key := (ast, device, NOOPT.value, BEAM.value)) not in _programs:
     dev = Device[device]
     opts: list[Opt] = []
     def choose(kernel: UOp) -> UOp:
@@ -3066,9 +3067,9 @@ def run_item(kernel: Kernel | None, bufs: list[Buffer]) -> None:
 # thread (a GPU's context belongs to the thread that made it). The kernels
 # of a group whose compile failed are forgotten, so the next realize
 # compiles them again.
-def _compile_new(new: list[tuple[UOp, str]]) -> None:
+def _compile_new(new: list[tuple[UOp, str, int, int]]) -> None:
   """Compile the kernels that `new` names by their keys in `_programs`, and load each."""
-  groups: dict[tuple[str, int], list[tuple[UOp, str]]] = {}  # (device, group number) -> the kernels compiled together
+  groups: dict[tuple[str, int], list[tuple[UOp, str, int, int]]] = {}  # (device, group number) -> the kernels compiled together
   for i, key in enumerate(new):
     groups.setdefault((key[1], i % (os.cpu_count() or 1) if Device[key[1]].compiler.joins_sources else i), []).append(key)
   with concurrent.futures.ThreadPoolExecutor() as pool:
@@ -3083,7 +3084,7 @@ def _compile_new(new: list[tuple[UOp, str]]) -> None:
 def prepare_schedule(items: list[ScheduleItem]) -> list[tuple[Kernel | None, list[Buffer]] | None]:
   """Per item: (kernel, buffers) to run, kernel None for a copy; None for an item with nothing to do."""
   prepared: list[tuple[Kernel | None, list[Buffer]] | None] = []
-  new: list[tuple[UOp, str]] = []  # the kernels to compile, by their keys in `_programs`
+  new: list[tuple[UOp, str, int, int]] = []  # the kernels to compile, by their keys in `_programs`
   for item in items:
     bufs = [_buffers[b] for b in item.bufs]
     if item.ast.op is Ops.COPY: prepared.append((None, bufs))

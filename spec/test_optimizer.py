@@ -42,10 +42,21 @@ def test_optimized_kernels_compute_what_plain_loops_compute(device, name):
   build, reference = WORKLOADS[name]
   t = lambda a: Tensor(a, device=device)
   with Context(NOOPT=1): plain = build(t).numpy()
-  tiny._programs.clear()  # compiled kernels are kept by AST, whatever their opts: make the optimized ones afresh
   with Context(NOOPT=0): optimized = build(t).numpy()
   np.testing.assert_allclose(optimized, plain, rtol=1e-5, atol=1e-5, err_msg=f"{name} on {device}: optimized against NOOPT=1")
   if reference is not None: check(build(t), reference())
+
+def test_a_kernel_made_under_noopt_is_another_program_with_the_optimizer_on():
+  if "CPU" not in Device.names(): pytest.skip("needs the CPU device")
+  a = rand(64, 64)
+  sources = []
+  for noopt in (1, 0):
+    before = set(tiny._programs)
+    with Context(NOOPT=noopt): check(Tensor(a, device="CPU") * 3 + 1, a * 3 + 1)
+    made = [tiny._programs[k] for k in set(tiny._programs) - before]
+    assert len(made) == 1, f"NOOPT={noopt} reused a kernel made under the other setting"
+    sources.append(made[0].src)
+  assert sources[0] != sources[1], "the optimized kernel's source is the plain one"
 
 def test_the_heuristic_tiles_a_matmul_and_noopt_keeps_plain_loops():
   if "CPU" not in Device.names(): pytest.skip("needs the CPU device")
