@@ -3246,7 +3246,7 @@ class JitError(RuntimeError): pass
 
 class TinyJit:
   def __init__(self, fn: Callable[..., Any]):
-    self.fn, self.calls = fn, 0
+    self.fn, self.warm = fn, False  # warm: a first call has run (and warmed every cache)
     self.captured: list[tuple[str, list[Buffer], Any]] | None = None
     functools.update_wrapper(self, fn)
 
@@ -3256,14 +3256,16 @@ class TinyJit:
     inputs = [a for _, a in named if isinstance(a, Tensor)]
     others = [(k, a) for k, a in named if not isinstance(a, Tensor)]
     if lazy := [t for t in inputs if not _is_stored(t.uop)]: Tensor.realize(*lazy)  # a replay swaps the inputs' buffers
-    signature, self.calls = [(t.shape, t.dtype, t.device) for t in inputs], self.calls + 1
-    if not JIT or self.calls == 1: return _realize_outputs(self.fn(*args, **kwargs))  # first call (or JIT=0): just run
-    if self.captured is None:  # second call: run and capture
+    signature = [(t.shape, t.dtype, t.device) for t in inputs]
+    if not JIT or not self.warm:  # first call (or JIT=0): just run; a call that raised leaves the next one first
+      out, self.warm = _realize_outputs(self.fn(*args, **kwargs)), True
+      return out
+    if self.captured is None:  # second call: run and capture; a capture that raised is dropped, the next call captures
       self.signature, self.others, self.input_buffers = signature, others, [_buffer_of(t.uop) for t in inputs]
       existing = {id(b) for b in list(_buffers.values())}
       _capturing = []
-      try: self.output = _realize_outputs(self.fn(*args, **kwargs))
-      finally: self.captured, _capturing = _capturing, None
+      try: self.output, self.captured = _realize_outputs(self.fn(*args, **kwargs)), _capturing  # the list, whole once it ran
+      finally: _capturing = None
       self.fresh = [t for t in _returned(self.output) if id(_buffer_of(t.uop)) not in existing]
       return self.output
     if signature != self.signature:

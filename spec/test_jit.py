@@ -116,6 +116,23 @@ def test_a_replay_with_other_shapes_or_dtypes_raises_jit_error(device, change):
   assert "(2, 3)" in str(e.value) and "float32" in str(e.value), "the message names what was captured"
   assert issubclass(JitError, Exception)
 
+def test_a_call_that_raises_leaves_the_jit_as_it_was(device):
+  # a failing first call is not the warm-up, and a failing capture is not replayed: the next call does that step again
+  fail, runs = [True, False, True, False], []
+  @TinyJit
+  def f(x):
+    runs.append(1)
+    y = x * 3
+    if fail and fail.pop(0): raise ValueError("planted")
+    return y + 1
+  x = Tensor([1.0, 2.0], device=device).realize()
+  # raises, warms up, raises while capturing, captures, replays, replays
+  for raises, ran in [(True, 1), (False, 2), (True, 3), (False, 4), (False, 4), (False, 4)]:
+    if raises:
+      with pytest.raises(ValueError, match="planted"): f(x)
+    else: np.testing.assert_array_equal(f(x).numpy(), [4.0, 7.0])
+    assert len(runs) == ran, f"the function ran {len(runs)} times, not {ran}"
+
 def test_jit_0_runs_the_function_every_time(device):
   calls = []
   @TinyJit
