@@ -2025,11 +2025,11 @@ def order_schedule(ctx: ScheduleContext) -> list[ScheduleItem]:
   if len(order) != len(items): raise RuntimeError("cannot order the kernels: a value is needed both before and after an assign to it")
   return order
 
-def _holds(memo: dict[UOp, frozenset[Ops]], x: UOp) -> frozenset[Ops]:
+def _reduces_or_pads(memo: dict[UOp, bool], x: UOp) -> bool:
   """Does computing x inline run a reduction, or pad? (Stop at stored values; `memo` makes the pass linear.)"""
   for u in x.toposort(lambda u: u not in memo and u.op not in (Ops.CONTIGUOUS, Ops.BUFFER)):
-    memo[u] = frozenset({u.op} & {Ops.REDUCE_AXIS, Ops.PAD}).union(*(memo.get(s, frozenset()) for s in u.src))
-  return memo.get(x, frozenset())
+    memo[u] = u.op in (Ops.REDUCE_AXIS, Ops.PAD) or any(memo.get(s, False) for s in u.src)
+  return memo.get(x, False)
 
 def _moves_a_pad(x: UOp) -> bool: return x.op is Ops.PAD or (x.op in GroupOp.Movement and _moves_a_pad(x.src[0]))
 
@@ -2044,7 +2044,7 @@ pm_realize_points = PatternMatcher([
   (UPat(Ops.SINK, name="s"), lambda s: UOp.sink(*(x if _stores_itself(x) else UOp(Ops.CONTIGUOUS, x.dtype, (x,)) for x in s.src))
    if not all(_stores_itself(x) for x in s.src) else None),
   (UPat(Ops.EXPAND, src=(UPat(name="x"),), name="e"), lambda ctx, e, x: e.replace(src=(_stored(x),))
-   if x.op is not Ops.CONTIGUOUS and _holds(ctx, x) else None),
+   if x.op is not Ops.CONTIGUOUS and _reduces_or_pads(ctx, x) else None),
 ])
 
 pm_kernelize = PatternMatcher([
