@@ -287,6 +287,14 @@ def test_alu(device, op, dtype, variant):
   if isinstance(result, Exception): raise result
   check_no_mismatches(device, result)
 
+def unary_in_lanes(device: str, op: Ops, dtype: DType, x: np.ndarray) -> np.ndarray:
+  """op on each element of x, computed a whole vector of lanes at a time (len(x) a multiple of 16)."""
+  width = lanes_width(op, dtype, Device[device].renderer)
+  k = Kernel()
+  src, out = k.input(dtype, x.tolist()), k.output(dtype, len(x))
+  at = loop(len(x) // width, 0) * width + loop(width, 1, "UPCAST")
+  return np.array(k.run(device, f"{op.name}_{dtype.name}_range", store(out, at, UOp(op, dtype, (load(src, at),))))[1], NP[dtype])
+
 # log2 in lanes is the device's own too: within 3 ulp of log2(x) for positive x from the smallest subnormal to the
 # largest float, near 1 included (where the result is small); its edge values are the lanes variant's.
 @covers(Ops.LOG2)
@@ -296,11 +304,7 @@ def test_log2_in_lanes_is_within_3_ulp_over_its_whole_range(device, dtype):
   npdt, (lo, hi), rng = NP[dtype], {dtypes.float32: (-149, 128), dtypes.float64: (-1074, 1024)}[dtype], np.random.default_rng(0)
   x = np.concatenate([2.0 ** rng.uniform(lo, hi, 8000), rng.uniform(0.5, 2, 4000), 1 + rng.uniform(-1e-3, 1e-3, 4000)]).astype(npdt)
   x = np.where(np.isfinite(x) & (x > 0), x, 1).astype(npdt)
-  width = lanes_width(Ops.LOG2, dtype, Device[device].renderer)
-  k = Kernel()
-  src, out = k.input(dtype, x.tolist()), k.output(dtype, len(x))
-  outer, lanes = loop(len(x) // width, 0), loop(width, 1, "UPCAST")
-  got = np.array(k.run(device, f"LOG2_{dtype.name}_range", store(out, outer * width + lanes, UOp(Ops.LOG2, dtype, (load(src, outer * width + lanes),))))[1], npdt)
+  got = unary_in_lanes(device, Ops.LOG2, dtype, x)
   want = np.log2(x.astype(np.float64)).astype(npdt)
   ulps = np.abs(got - want) / np.spacing(np.abs(want))
   assert ulps.max() <= 3, f"log2 on {device} in lanes: {ulps.max()} ulp off at x = {x[ulps.argmax()]!r}"
@@ -327,11 +331,7 @@ def test_exp2_in_lanes_is_within_an_ulp_over_its_whole_range(device, dtype):
   npdt, (lo, hi) = NP[dtype], {dtypes.float32: (-152, 130), dtypes.float64: (-1077, 1026)}[dtype]
   x = np.concatenate([np.linspace(lo, hi, 16 * 1000), np.random.default_rng(0).uniform(-4, 4, 16 * 100), [-0.0, 1e-30, -1e-30, 0.5, -0.5, 1.5]])
   x = np.concatenate([x, np.zeros(-len(x) % 16)]).astype(npdt)
-  width = lanes_width(Ops.EXP2, dtype, Device[device].renderer)
-  k = Kernel()
-  src, out = k.input(dtype, x.tolist()), k.output(dtype, len(x))
-  outer, lanes = loop(len(x) // width, 0), loop(width, 1, "UPCAST")
-  got = np.array(k.run(device, f"EXP2_{dtype.name}_range", store(out, outer * width + lanes, UOp(Ops.EXP2, dtype, (load(src, outer * width + lanes),))))[1], npdt)
+  got = unary_in_lanes(device, Ops.EXP2, dtype, x)
   with np.errstate(over="ignore"): want = np.exp2(x.astype(np.float64)).astype(npdt)  # float64's exp2 rounded: within half an ulp
   finite = np.isfinite(want) & (want != 0)
   ulps = np.abs(got[finite] - want[finite]) / np.spacing(want[finite])
