@@ -1059,7 +1059,8 @@ class Buffer:
 # - `_buffers`: the memory behind each BUFFER UOp, weak on the UOp, so memory
 #   lives as long as some graph names it; `_buffer_ids` numbers buffers.
 # - `realized`: tensor UOps already computed, mapped to their stored result
-#   (chapter 9), weak on the computed UOp.
+#   (chapter 9), weak on the computed UOp; weak on the result too where
+#   `_computed_from` maps the result back (chapter 13).
 # - `_tensors`: every live Tensor, weak. A realize that assigns into a buffer
 #   looks here for the lazy tensors that still read the buffer's old value
 #   (chapter 13), and for the tensors whose pending assign it runs.
@@ -1068,6 +1069,8 @@ class Buffer:
 #   its way (chapter 8); weak on the result, so it lives as long as the result.
 # - `_grad_tensors`: tensors created with `requires_grad`, found by
 #   `backward()` (chapter 8), weak.
+# - `_custom_gradients`: the gradient functions of results whose Tensor
+#   method knows better than its ops' rules (chapter 8); weak on the result.
 # - `_programs`: compiled kernels by (AST, device, NOOPT, BEAM): a kernel
 #   made under other opt settings is another program; for the life of the
 #   process (chapter 13); `_kernel_names` counts the names given out, so each
@@ -1084,10 +1087,11 @@ class Buffer:
 # - `Device.opened`: the devices opened so far, for the life of the process.
 _buffers: weakref.WeakKeyDictionary[UOp, Buffer] = weakref.WeakKeyDictionary()
 _buffer_ids = itertools.count()
-realized: weakref.WeakKeyDictionary[UOp, UOp] = weakref.WeakKeyDictionary()
+realized: weakref.WeakKeyDictionary[UOp, UOp | weakref.ref[UOp]] = weakref.WeakKeyDictionary()
 _tensors: weakref.WeakValueDictionary[int, Tensor] = weakref.WeakValueDictionary()  # by id: Tensor's == is elementwise
 _computed_from: weakref.WeakKeyDictionary[UOp, UOp] = weakref.WeakKeyDictionary()
 _grad_tensors: weakref.WeakValueDictionary[int, Tensor] = weakref.WeakValueDictionary()
+_custom_gradients: weakref.WeakKeyDictionary[UOp, Callable[[Tensor], list[tuple[UOp, Tensor]]]] = weakref.WeakKeyDictionary()
 _schedules: dict[UOp, tuple[list[ScheduleItem], tuple[UOp, ...], list[UOp]]] = {}
 _programs: dict[tuple[UOp, str, int, int], Kernel] = {}
 _kernel_names: dict[str, int] = {}
@@ -1128,7 +1132,7 @@ def _new_buffer(device: str, size: int, dtype: DType) -> UOp: return _buffer_uop
 def _base(view: UOp) -> UOp: return view.src[0] if view.op is Ops.RESHAPE else view  # a stored view's BUFFER
 def _buffer_of(view: UOp) -> Buffer: return _buffers[_base(view)]
 
-def _buffer_from_bytes(data: bytes, dtype: DType, shape: tuple[int, ...], device: str) -> UOp:
+def _buffer_from_bytes(data: bytes | memoryview, dtype: DType, shape: tuple[int, ...], device: str) -> UOp:
   uop = _new_buffer(device, prod(shape), dtype)
   _buffers[uop].copyin(data)
   return _reshape(uop, shape)
@@ -1342,7 +1346,7 @@ class Tensor:
       self.uop = _buffer_from_bytes(struct.pack(f"{len(flat)}{dtype.fmt}", *[to_dtype(_fits(v, dtype), dtype) for v in flat]), dtype, shape, device)
     elif type(data).__module__ == "numpy" and hasattr(data, "tobytes"):  # numpy stays optional: no import needed to recognize it
       src_dtype = _numpy_dtype(data.dtype)
-      self.uop = _buffer_from_bytes(data.tobytes(order="C"), src_dtype, tuple(data.shape), device)
+      self.uop = _buffer_from_bytes(memoryview(data.ravel()), src_dtype, tuple(data.shape), device)  # a view where it can: one copy
       if dtype is not None and dtype != src_dtype: self.uop = self.cast(dtype).uop
     else: raise TypeError(f"cannot make a Tensor from {type(data).__name__}")
     Device.check_dtype(device, self.dtype)
@@ -1510,13 +1514,13 @@ class Tensor:
         raise RuntimeError(f"pow: an int tensor to the power {exponent} is not an int; cast it to float first")
       return x.cast(dtypes.default_float).pow(y.cast(dtypes.default_float)).round().cast(x.dtype)
     # The value is exp2(y*log2|x|), with the sign of an odd power and NaN for a fraction of a negative number. Its
-    # derivatives are written out (and attached by `_gradient_only`) because the chain rule through exp2 and log2
-    # meets 0*inf at x = 0 and x = inf, where PyTorch's y*x^(y-1) and x^y*ln(x) are exact.
-    xd, yd = x.detach(), y.detach()
-    out = _pow_value(xd, yd)
-    dx = ((xd == 0) & (yd == 0)).where(yd, yd * _pow_value(xd, yd - 1))
-    dy = (xd == 0).where((yd < 0).where(-math.inf, 0), out * xd.log())
-    return out + _gradient_only(x, dx) + _gradient_only(y, dy)
+    # derivatives are PyTorch's y*x^(y-1) and x^y*ln(x), as its own gradient (chapter 8): the chain rule through
+    # exp2 and log2 meets 0*inf at x = 0 and x = inf, where these are exact.
+    out = _pow_value(x, y)
+    dx = ((x == 0) & (y == 0)).where(y, y * _pow_value(x, y - 1))
+    dy = (x == 0).where((y < 0).where(-math.inf, 0), out * x.log())
+    _custom_gradients[out.uop] = lambda g: [(x.uop, g * dx), (y.uop, g * dy)]
+    return out
   def where(self, x: Any, y: Any) -> Tensor:
     """`cond.where(x, y)`: x where cond is true, else y; all three broadcast together, x and y promote together."""
     if not isinstance(x, Tensor): x = Tensor(_const_uop(x, _scalar_dtype(y.dtype, x) if isinstance(y, Tensor) else dtypes.from_py(x), self.device))
@@ -1569,6 +1573,7 @@ class Tensor:
   def bool(self) -> Tensor: return self.cast(dtypes.bool)
 
   __add__, __mul__, __sub__, __truediv__, __mod__, __pow__, __neg__ = add, mul, sub, div, mod, pow, neg
+  __and__, __or__, __xor__, __invert__, __lshift__, __rshift__ = bitwise_and, bitwise_or, bitwise_xor, bitwise_not, lshift, rshift
   def __floordiv__(self, y: Any) -> Tensor: return self.div(y, rounding_mode="floor")
   def __radd__(self, y: Any) -> Tensor: return self.add(y, True)
   def __rmul__(self, y: Any) -> Tensor: return self.mul(y, True)
@@ -1578,15 +1583,9 @@ class Tensor:
   def __rmod__(self, y: Any) -> Tensor: return self.mod(y, True)
   def __rpow__(self, y: Any) -> Tensor: return self.pow(y, True)
   def __abs__(self) -> Tensor: return self.abs()
-  def __and__(self, y: Any) -> Tensor: return self.bitwise_and(y)
-  def __or__(self, y: Any) -> Tensor: return self.bitwise_or(y)
-  def __xor__(self, y: Any) -> Tensor: return self.bitwise_xor(y)
   def __rand__(self, y: Any) -> Tensor: return self._bitwise(Ops.AND, y, True)
   def __ror__(self, y: Any) -> Tensor: return self._bitwise(Ops.OR, y, True)
   def __rxor__(self, y: Any) -> Tensor: return self._bitwise(Ops.XOR, y, True)
-  def __invert__(self) -> Tensor: return self.bitwise_not()
-  def __lshift__(self, y: Any) -> Tensor: return self.lshift(y)
-  def __rshift__(self, y: Any) -> Tensor: return self.rshift(y)
   def __matmul__(self, y: Tensor) -> Tensor: return self.matmul(y)
   def __rmatmul__(self, y: Tensor) -> Tensor: return Tensor(y).matmul(self) if not isinstance(y, Tensor) else y.matmul(self)
   def __bool__(self) -> bool: raise TypeError("the truth value of a Tensor is ambiguous; use .item() or .all()/.any()")
@@ -1719,15 +1718,6 @@ def _pow_value(x: Tensor, y: Tensor) -> Tensor:
   negative = (y.trunc() == y).where(((y.abs() % 2) == 1).where(-magnitude, magnitude), math.nan)
   return (y == 0).where(1.0, (x < 0).where(negative, magnitude))
 
-def _gradient_only(x: Tensor, g: Tensor) -> Tensor:
-  """Zeros whose gradient with respect to x is g, elementwise. `d = x - x.detach()` is 0 with derivative 1, so d*g
-  has derivative g. Where g is infinite, d*g would be 0*inf = NaN, so sqrt(+-d) is used: 0, with derivative +-inf;
-  where g is NaN, sqrt(d) - sqrt(d). At an infinite x, d would be inf - inf: there the gradient is left out (0)."""
-  d, g = x.isinf().where(0, x - x.detach()), g.detach()
-  finite = g.isfinite()
-  root = finite.where(1 + d, d).sqrt()  # sqrt(+0.0): its derivative is +inf
-  return finite.where(d * finite.where(g, 0), g.isnan().where(root - root, root * g.sign()))
-
 def _broadcast_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
   n = max(len(a), len(b))
   pa, pb = (1,) * (n - len(a)) + a, (1,) * (n - len(b)) + b
@@ -1819,6 +1809,11 @@ pm_gradient = PatternMatcher([
 #
 # The walk described above: reverse topological order, only nodes on a path to
 # a target, gradients summed over users.
+# A Tensor method can know a better gradient than its ops' rules compose. conv2d's input gradient, walked back
+# through the window views of `_pool`, wraps around inside the rows, where the transposed convolution is a plain
+# one; pow's, walked back through exp2 and log2, meets 0*inf at a zero base, where c*x^(c-1) is exact. Such a method
+# puts a function in `_custom_gradients`, from its result's gradient to (source, gradient) pairs, and the walk uses
+# it instead of the rules under the result.
 def compute_gradient(root: UOp, root_grad: Tensor, targets: list[UOp]) -> dict[UOp, Tensor]:
   """The gradient of `root` (seeded with `root_grad`) with respect to each target UOp."""
   topo = list(root.toposort(lambda u: u.op is not Ops.DETACH))
@@ -1828,9 +1823,10 @@ def compute_gradient(root: UOp, root_grad: Tensor, targets: list[UOp]) -> dict[U
   grads: dict[UOp, Tensor] = {root: root_grad}
   for u in reversed(topo):
     if u not in grads or not any(on_path.get(s, False) for s in u.src): continue
-    src_grads = pm_gradient.rewrite(u, ctx=grads[u])
-    if src_grads is None: raise RuntimeError(f"no gradient rule for {u.op.name}")
-    for s, g in zip(u.src, src_grads):
+    if (custom := _custom_gradients.get(u)) is not None: pairs = custom(grads[u])
+    elif (src_grads := pm_gradient.rewrite(u, ctx=grads[u])) is None: raise RuntimeError(f"no gradient rule for {u.op.name}")
+    else: pairs = list(zip(u.src, src_grads))
+    for s, g in pairs:
       if g is not None and on_path.get(s, False): grads[s] = grads[s] + g if s in grads else g
   return {t: grads[t] for t in targets if t in grads}
 
@@ -1904,8 +1900,9 @@ class TensorGradients:
 #   three kernels: the max, the sum of exponentials, the division.)
 #   A reduce inside another reduce's loop is not expanded and stays inline:
 #   it reads the outer loop's index, so each trip computes a new value, not
-#   the same one again. (A conv's input gradient sums over output channels
-#   inside the sums over the window positions, in one kernel.)
+#   the same one again. (The window trick's gradient, walked back by the
+#   rules, sums over what the windows were multiplied by inside the sums
+#   over the window positions, in one kernel.)
 # - a *padded* value that is expanded. A conv reads each element of its
 #   padded input once per output channel and window position; read inline,
 #   every one of those reads tests whether it falls in the padding, and such
@@ -2082,7 +2079,11 @@ def _placeholder(kind: str, k: int, dtype: DType, device: str, size: int) -> UOp
 def _input_placeholder(ctx: dict[UOp, UOp], b: UOp) -> UOp | None:
   return ctx.setdefault(b, _placeholder("input", len(ctx), b.dtype, b.device, b.size)) if isinstance(b.number, int) else None
 
-pm_placeholders = PatternMatcher([(UPat(Ops.BUFFER, name="b"), _input_placeholder), (UPat(name="x"), lambda x: realized.get(x))])
+def _realized(u: UOp) -> UOp | None:
+  """The stored result of a tensor UOp computed before, if it is still in memory."""
+  return r() if isinstance(r := realized.get(u), weakref.ref) else r
+
+pm_placeholders = PatternMatcher([(UPat(Ops.BUFFER, name="b"), _input_placeholder), (UPat(name="u"), _realized)])
 
 def schedule(sink: UOp) -> tuple[list[ScheduleItem], tuple[UOp, ...], list[UOp]]:
   """Schedule a graph over placeholder buffers: the ordered items, a view of each output, and the new buffers."""
@@ -2535,10 +2536,11 @@ def expand(kernel: UOp, renderer: Renderer) -> UOp:
 #    accumulators have enough adds in flight). If padding guards the loads,
 #    the innermost reduce loop a guard reads goes first: in each copy its
 #    index is a constant, and the guard folds into a simpler one, often
-#    True. (A conv's input gradient sums over window positions, guarded by
-#    the padding of the window trick, around its sum over output channels:
-#    unrolling the window loop along x made it 2x faster than unrolling the
-#    channels, 1.5x faster than no unroll.)
+#    True. (The window trick's gradient, walked back by the rules, sums
+#    over window positions, guarded by the trick's padding, around what the
+#    windows were multiplied by: for a conv's input gradient, before conv2d
+#    brought its own, unrolling the window loop along x made it 2x faster
+#    than unrolling the channels, 1.5x faster than no unroll.)
 # 4. threads: with enough work per thread, the outermost output axis is split
 #    over the worker threads.
 #
@@ -3166,7 +3168,7 @@ def _reductions_read_later(tensors: list[Tensor], ran: dict[UOp, None]) -> list[
   """The reductions this realize runs inline whose values live lazy tensors, other than `tensors`, read."""
   outs, lazy = {t.uop for t in tensors}, [t.uop for t in list(_tensors.values()) if t.uop not in ran]
   reads = {s for u in UOp.sink(*lazy).toposort(lambda u: u not in ran) for s in u.src if s in ran}
-  inline = UOp.sink(*reads).toposort(lambda u: u.op is Ops.SINK or not (_stores_itself(u) or u in outs or u in realized))
+  inline = UOp.sink(*reads).toposort(lambda u: u.op is Ops.SINK or not (_stores_itself(u) or u in outs or _realized(u) is not None))
   return [Tensor(u) for u in inline if u.op is Ops.REDUCE_AXIS]
 
 @traced("realize")
@@ -3174,7 +3176,8 @@ def realize_tensors(tensors: list[Tensor]) -> None:
   start = time.perf_counter()
   ran = UOp.sink(*(t.uop for t in tensors)).toposort()
   if readers := _old_value_readers(tensors, ran): tensors, ran = tensors + readers, UOp.sink(*(t.uop for t in tensors + readers)).toposort()
-  tensors = tensors + _reductions_read_later(tensors, ran)  # their graphs are the same nodes: `ran` holds them already
+  later = _reductions_read_later(tensors, ran)  # their graphs are the same nodes: `ran` holds them already
+  tensors, internal = tensors + later, {id(t) for t in later}
   outs = [t.uop for t in tensors]
   items, results = create_schedule(outs)
   prepared = prepare_schedule(items)
@@ -3194,8 +3197,10 @@ def realize_tensors(tensors: list[Tensor]) -> None:
     for t, old, new in finishes.pop(buffer, []):
       t.uop = after_assign.setdefault(old, _renamed(new)) if old.op is Ops.ASSIGN else new
       if old is t.uop or not has_buffer[old]: continue  # equal constants must not share a buffer
-      realized[old] = t.uop
-      if old.op is not Ops.ASSIGN and wants_grad[old]: _computed_from[t.uop] = old
+      # a user's tensor keeps its graph for backward(), and `realized` holds its result weakly: each would keep the other alive
+      user_graph = old.op is not Ops.ASSIGN and wants_grad[old] and id(t) not in internal
+      if user_graph: _computed_from[t.uop] = old
+      realized[old] = weakref.ref(t.uop) if user_graph else t.uop
   made = {item.bufs[0] for item in items}
   for buffer in [b for b in finishes if b not in made]: finish(buffer)
   for item, step in zip(items, prepared):
@@ -3741,10 +3746,10 @@ class TensorIndexing:
     start, stop, step = s.indices(n)
     if step < 0: return self.flip(dim)._slice_axis(dim, slice(n - 1 - start, n - 1 - stop, -step))
     length = len(range(start, stop, step))
-    t = self.shrink([None] * dim + [(start, min(start + length * step, n))] + [None] * (self.ndim - dim - 1))
-    # keep every step-th element: pad to length*step, view as (length, step), take column 0 (for step 1, all of it)
-    t = t.pad([None] * dim + [(0, length * step - t.shape[dim])] + [None] * (t.ndim - dim - 1)).unflatten(dim, (length, step))
-    return t.shrink([None] * (dim + 1) + [(0, 1)] + [None] * (t.ndim - dim - 2)).squeeze(dim + 1)
+    # keep every step-th element: the length*step elements from start (a negative pad cuts, a positive one fills in
+    # past the end), viewed as (length, step), column 0. For step 1 that is the cut alone.
+    t = self.pad([None] * dim + [(-start, length * step + start - n)] + [None] * (self.ndim - dim - 1))
+    return t if step == 1 else t.unflatten(dim, (length, step))._slice_axis(dim + 1, slice(0, 1)).squeeze(dim + 1)
   def _gather_axes(self, axes: list[int], indices: list[Tensor]) -> Tensor:
     # one flat index over the indexed axes, negative indices wrapped as numpy does
     bshape = functools.reduce(_broadcast_shape, [i.shape for i in indices])
@@ -4031,6 +4036,15 @@ class TensorLinalg:
 # dilation step, which skews row b by b*dilation; a strided slice then
 # keeps every stride-th column. Everything stays a view: the kernel that
 # consumes the windows computes these indices, and no window is stored.
+#
+# conv2d brings its own gradient (chapter 8). Walked back by the rules, the
+# window trick's views would give the input gradient as sums over window
+# copies whose indices wrap around inside the rows (a div and a mod at every
+# read, no vector lanes), 7 of 16 copies never valid, around the sum over
+# output channels: 10x slower than the forward pass. It is the transposed
+# convolution, which is a plain one over the incoming gradient, padded
+# (stored padded, as the forward's input is); the weight gradient is the
+# windows times the incoming gradient, summed, as the rules would give.
 @tensor_methods
 class TensorConvolution:
   def _pool(self, kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...]) -> Tensor:
@@ -4044,7 +4058,7 @@ class TensorConvolution:
       if o <= 0: raise ArgumentError(f"window of size {k} (dilation {d}) does not fit in axis {axis} of size {i}")
       skewed = x.repeat((1,) * (x.ndim - 1) + (math.ceil(k * (i + d) / i),)).reshape(x.shape[:-1] + (-1,))
       skewed = skewed.shrink([None] * (x.ndim - 1) + [(0, k * (i + d))]).reshape(x.shape[:-1] + (k, i + d))
-      x = skewed[..., :, : (o - 1) * s + 1 : s].transpose(-1, -2)  # (..., o, k)
+      x = skewed._slice_axis(skewed.ndim - 1, slice(0, (o - 1) * s + 1, s)).transpose(-1, -2)  # (..., o, k)
       x = x.permute(list(range(axis)) + [x.ndim - 2, x.ndim - 1] + list(range(axis, x.ndim - 2)))
     # axes are now (..., o0, k0, o1, k1, ...): gather the outputs, then the windows
     lead = list(range(self.ndim - n))
@@ -4058,13 +4072,21 @@ class TensorConvolution:
     if cin != cin_g * groups:
       raise ArgumentError(f"conv2d: input has {cin} channels, weight {weight.shape} with groups={groups} expects {cin_g * groups}")
     if cout % groups: raise ArgumentError(f"conv2d: {cout} output channels do not divide into {groups} groups")
-    n = len(hw)
-    x = self.pad([None, None] + _pool_padding(padding, hw, _spatial(dilation, n)))._pool(hw, _spatial(stride, n), _spatial(dilation, n))
+    n, s, d, acc = len(hw), _spatial(stride, len(hw)), _spatial(dilation, len(hw)), least_upper_dtype(self._acc_dtype(), weight._acc_dtype())
+    pads = _pool_padding(padding, hw, d)
+    x = self.pad([None, None] + pads)._pool(hw, s, d)
     out_hw = x.shape[2:2 + n]
     x = x.reshape(bs, groups, 1, cin_g, *out_hw, *hw)
     w = weight.reshape(1, groups, cout // groups, cin_g, *([1] * n), *hw)
-    out = (x * w).sum([3] + list(range(4 + n, 4 + 2 * n)), dtype=least_upper_dtype(self._acc_dtype(), weight._acc_dtype()))
-    out = out.cast(least_upper_dtype(self.dtype, weight.dtype)).reshape(bs, cout, *out_hw)
+    out = (x * w).sum([3] + list(range(4 + n, 4 + 2 * n)), dtype=acc).cast(least_upper_dtype(self.dtype, weight.dtype)).reshape(bs, cout, *out_hw)
+    def gradient(g: Tensor, x: UOp = x.uop, src: UOp = self.uop, wu: UOp = weight.uop, in_hw: tuple = self.shape[2:]) -> list[tuple[UOp, Tensor]]:
+      # the weight's: each window times the gradient at its output, summed over the batch and the outputs. The
+      # input's: the transposed convolution, cut to the input (the rest of the padded input, past the last window, gets 0)
+      dw = (Tensor(x) * g.reshape(bs, groups, cout // groups, 1, *out_hw, *([1] * n))).sum([0] + list(range(4, 4 + n)), dtype=acc)
+      rest = [i + 2 * b - (o - 1) * sj - dj * (k - 1) - 1 for i, o, sj, dj, k, (b, _) in zip(in_hw, out_hw, s, d, hw, pads)]
+      dx = g.conv_transpose2d(Tensor(wu), groups=groups, stride=s, dilation=d, padding=[b for b, _ in pads], output_padding=rest)
+      return [(_gradient_key(u), t.cast(u.dtype).reshape(_gradient_key(u).shape)) for u, t in ((src, dx), (wu, dw))]
+    _custom_gradients[out.uop] = gradient
     return out if bias is None else out + bias.reshape(1, -1, *([1] * n))
 
   def conv_transpose2d(self, weight: Tensor, bias: Tensor | None = None, groups: int = 1, stride: int | tuple[int, ...] = 1,
@@ -4282,14 +4304,13 @@ class Conv2d:
   def __call__(self, x: Tensor) -> Tensor:
     return x.conv2d(self.weight, self.bias, self.groups, self.stride, self.dilation, self.padding)
 
-class ConvTranspose2d:
+class ConvTranspose2d(Conv2d):
   def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, ...], stride: int = 1, padding: int = 0,
                output_padding: int = 0, dilation: int = 1, groups: int = 1, bias: bool = True):
-    self.kernel_size = _spatial(kernel_size, 2)
-    self.stride, self.padding, self.output_padding, self.dilation, self.groups = stride, padding, output_padding, dilation, groups
-    fan_in = out_channels // groups * prod(self.kernel_size)  # PyTorch's: from the weight's shape (in, out/groups, *kernel)
-    self.weight = _uniform_init((in_channels, out_channels // groups, *self.kernel_size), fan_in)
-    self.bias = _uniform_init((out_channels,), fan_in) if bias else None
+    # PyTorch's weight, (in, out/groups, *kernel), and its fan-in, are a Conv2d's from out to in; the bias is per output
+    super().__init__(out_channels, in_channels, kernel_size, stride, padding, dilation, groups, bias=False)
+    self.output_padding = output_padding
+    self.bias = _uniform_init((out_channels,), self.weight.shape[1] * prod(self.kernel_size)) if bias else None
   def __call__(self, x: Tensor) -> Tensor:
     return x.conv_transpose2d(self.weight, self.bias, self.groups, self.stride, self.dilation, self.padding, self.output_padding)
 

@@ -18,12 +18,12 @@ DEFAULT_PRIORITY = 1
 
 # ## Allocator
 #
-# Memory is a ctypes byte array; a kernel receives its address. Copies are
-# `memmove`s between that array and Python's buffers.
+# Memory is a ctypes byte array; a kernel receives its address. A copy in
+# writes through a memoryview of that array, straight from Python's buffer
+# (a numpy array's own memory, say): one copy, no temporary on the way.
 class CPUAllocator(Allocator):
   def _alloc(self, nbytes: int) -> ctypes.Array: return (ctypes.c_uint8 * nbytes)()
-  def copyin(self, dst: ctypes.Array, src: memoryview) -> None:
-    if src.nbytes: ctypes.memmove(dst, (ctypes.c_uint8 * src.nbytes).from_buffer_copy(src), src.nbytes)
+  def copyin(self, dst: ctypes.Array, src: memoryview) -> None: memoryview(dst).cast("B")[:src.nbytes] = src
   def copyout(self, src: ctypes.Array, nbytes: int) -> memoryview: return memoryview(bytes(src)[:nbytes])
 
 # ## Renderer

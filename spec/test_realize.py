@@ -176,3 +176,16 @@ def test_reading_a_loss_before_backward_still_gives_gradients(device):
 def test_backward_with_nothing_to_give_a_gradient_to_raises(device):
   x = Tensor([1.0, 2.0], device=device)
   with pytest.raises(RuntimeError, match="requires_grad"): (x * 2).sum().backward()
+
+def test_a_read_result_that_keeps_its_graph_for_backward_is_freed_with_its_tensor(device):
+  # a read result whose graph leads to a requires_grad tensor keeps that graph for backward(), and `realized` maps the
+  # graph to the result: each must not keep the other alive, or every training step's loss and inputs stay in memory
+  import gc
+  w = Tensor(np.ones((4, 4), np.float32), device=device, requires_grad=True)
+  def step() -> float: return (Tensor(np.full((4, 4), 2, np.float32), device=device) @ w).sum().item()
+  assert step() == 128
+  gc.collect()
+  live = len(tiny._buffers)
+  for _ in range(5): assert step() == 128
+  gc.collect()
+  assert len(tiny._buffers) == live

@@ -105,8 +105,9 @@ def test_a_padded_input_read_by_a_conv_is_stored_once_and_read_unguarded(device)
   reduce_kernel = next(i.ast for i in items if any(u.op is Ops.REDUCE_AXIS for u in i.ast.toposort()))
   assert not any(u.op is Ops.PAD for u in reduce_kernel.toposort())  # the padding is in memory, not tested at each read
   (out * Tensor(data((2, 4, 5, 5), 2), device=device)).sum().backward()
-  # the padded input (shared by the output and the weight gradient), the output, the input gradient, the weight gradient
-  assert kernels(out, tx.grad, tw.grad) == 4
+  # the padded input (shared by the output and the weight gradient), the output, the weight gradient, and the input
+  # gradient: conv2d's own, a transposed convolution, so the incoming gradient padded, then convolved
+  assert kernels(out, tx.grad, tw.grad) == 5
   xp, g = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1))), data((2, 4, 5, 5), 2).astype(np.float64)
   windows = np.lib.stride_tricks.sliding_window_view(xp, (3, 3), axis=(2, 3))  # (n, c, y, x, ky, kx)
   check(out, np.einsum("ncyxij,ocij->noyx", windows, w))
