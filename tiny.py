@@ -2532,8 +2532,10 @@ def expand(kernel: UOp, renderer: Renderer) -> UOp:
 #    B's vectors, 4 KB from the last, was loaded for only 4 rows);
 # 3. several accumulators: the innermost reduce loop is unrolled, fully when
 #    it is at most 16 long (a block of a float sum always is) and the tile is
-#    small (under 4 copies), else by 4 unless the tile is full already (16
-#    accumulators have enough adds in flight). If padding guards the loads,
+#    small (under 4 copies), or at most 3 long (a window axis) whatever the
+#    tile, else by 4 unless the tile is full already (16 accumulators have
+#    enough adds in flight). (A conv's input gradient, 12 copies, ran 1.5x
+#    faster with its 3 window positions along x unrolled.) If padding guards the loads,
 #    the innermost reduce loop a guard reads goes first: in each copy its
 #    index is a constant, and the guard folds into a simpler one, often
 #    True. (The window trick's gradient, walked back by the rules, sums
@@ -2579,7 +2581,7 @@ def heuristic(kernel: UOp, renderer: Renderer) -> list[Opt]:
         tile *= amounts[0]
     guarded = {u for x in kernel.toposort() if x.op is Ops.INDEX for u in x.src[2].toposort() if u.op is Ops.RANGE}
     i, r = ([(i, r) for i, r in axes("REDUCE") if r in guarded] or axes("REDUCE"))[-1]
-    full = r.src[0].arg <= 16 and tile < 4
+    full = r.src[0].arg <= (16 if tile < 4 else 3)
     if r.src[0].arg >= 2 and tile < 16 and (full or r.src[0].arg % 4 == 0): add(Opt("UNROLL", i, r.src[0].arg if full else 4))
   if renderer.threads > 1 and trips >= 1 << 17 and axes("LOOP"):
     i, r = axes("LOOP")[0]

@@ -114,6 +114,21 @@ def test_the_heuristic_tiles_a_window_trick_gradient_and_unrolls_the_window_loop
   windows = np.lib.stride_tricks.sliding_window_view(gp, (3, 3), axis=(2, 3))
   np.testing.assert_allclose(optimized, np.einsum("noyxij,ocij->ncyx", windows, w[:, :, ::-1, ::-1].astype(np.float64)), rtol=1e-4, atol=1e-4)
 
+def test_the_heuristic_unrolls_a_window_axis_of_a_conv_whatever_its_tile():
+  if "CPU" not in Device.names(): pytest.skip("needs the CPU device")
+  x, w, g = rand(8, 3, 10, 10), rand(8, 3, 3, 3), rand(8, 8, 10, 10)
+  items, _ = tiny.create_schedule([conv_input_gradient(lambda a: Tensor(a, device="CPU"), x, w, g).uop])
+  kernel = []
+  tiny.lower(items[-1].ast, lambda k: kernel.append(k) or k)  # the transposed convolution: over the padded gradient
+  assert [r.src[0].arg for r in tiny._ranges(kernel[0])][-3:] == [8, 3, 3]  # it sums over 8 channels, 3 by 3 window positions
+  opts = Device["CPU"].renderer.choose_opts(kernel[0])
+  tile = tiny.prod(o.amount for o in opts if o.op == "UPCAST" and o.amount < 16)  # not the lanes, if it has them
+  assert tile >= 4 and any(o.op == "UNROLL" and o.amount == 3 for o in opts), opts  # a window axis, whole
+  gp = np.pad(g.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
+  windows = np.lib.stride_tricks.sliding_window_view(gp, (3, 3), axis=(2, 3))
+  got = conv_input_gradient(lambda a: Tensor(a, device="CPU"), x, w, g).numpy()
+  np.testing.assert_allclose(got, np.einsum("noyxij,ocij->ncyx", windows, w[:, :, ::-1, ::-1].astype(np.float64)), rtol=1e-4, atol=1e-4)
+
 def test_the_heuristic_gives_a_matmul_an_8_by_2_vector_tile():
   if "CPU" not in Device.names(): pytest.skip("needs the CPU device")
   a, b = rand(64, 64), rand(64, 64)
