@@ -11,6 +11,7 @@ tiny so the PYTHON interpreter runs them quickly.
 import math, zlib
 import numpy as np
 import pytest
+import tiny
 from tiny import Context, Tensor, dtypes
 from tiny.nn import BatchNorm, Embedding, Linear
 from tiny.nn.optim import SGD
@@ -433,3 +434,18 @@ def test_no_grad_restores_gradients_after_the_block_even_on_error(device):
   x = Tensor([3.0], device=device, requires_grad=True)
   (x * x).sum().backward()
   np.testing.assert_array_equal(x.grad.numpy(), [6.0])
+
+@pytest.mark.parametrize("kw", [{"padding": "same"}, {"padding": (1, 0, 2, 1)}, {"stride": 2, "padding": (0, 1, 1, 0)}, {"padding": -1, "dilation": (2, 1)}])
+def test_conv2d_brings_the_gradient_its_ops_rules_would_give(device, kw):
+  # conv2d's own gradient (the transposed convolution) against the one walked back through its ops, which is what
+  # is left once its entry in `_custom_gradients` is taken out: asymmetric, negative and strided padding, groups
+  rng = np.random.default_rng(1)
+  x, w = rng.standard_normal((2, 4, 7, 6)).astype(np.float32), rng.standard_normal((6, 2, 2, 3)).astype(np.float32)
+  grads = []
+  for own in (True, False):
+    tx, tw = Tensor(x, device=device, requires_grad=True), Tensor(w, device=device, requires_grad=True)
+    out = tx.conv2d(tw, groups=2, **kw)
+    if not own: tiny._custom_gradients.pop(out.uop)
+    g = Tensor(rng.standard_normal(out.shape).astype(np.float32) if own else g.numpy(), device=device)
+    grads.append([t.numpy() for t in (out * g).sum().gradient(tx, tw)])
+  for mine, rules in zip(*grads): np.testing.assert_allclose(mine, rules, rtol=1e-5, atol=1e-5)
