@@ -1517,9 +1517,10 @@ class Tensor:
     # derivatives are PyTorch's y*x^(y-1) and x^y*ln(x), as its own gradient (chapter 8): the chain rule through
     # exp2 and log2 meets 0*inf at x = 0 and x = inf, where these are exact.
     out = _pow_value(x, y)
-    dx = ((x == 0) & (y == 0)).where(y, y * _pow_value(x, y - 1))
-    dy = (x == 0).where((y < 0).where(-math.inf, 0), out * x.log())
-    _custom_gradients[out.uop] = lambda g: [(x.uop, g * dx), (y.uop, g * dy)]
+    def gradient(g: Tensor) -> list[tuple[UOp, Tensor]]:  # built when asked for; not holding `out`, which would never go
+      dx = ((x == 0) & (y == 0)).where(y, y * _pow_value(x, y - 1))
+      return [(x.uop, g * dx), (y.uop, g * (x == 0).where((y < 0).where(-math.inf, 0), _pow_value(x, y) * x.log()))]
+    _custom_gradients[out.uop] = gradient
     return out
   def where(self, x: Any, y: Any) -> Tensor:
     """`cond.where(x, y)`: x where cond is true, else y; all three broadcast together, x and y promote together."""
@@ -1813,7 +1814,8 @@ pm_gradient = PatternMatcher([
 # through the window views of `_pool`, wraps around inside the rows, where the transposed convolution is a plain
 # one; pow's, walked back through exp2 and log2, meets 0*inf at a zero base, where c*x^(c-1) is exact. Such a method
 # puts a function in `_custom_gradients`, from its result's gradient to (source, gradient) pairs, and the walk uses
-# it instead of the rules under the result.
+# it instead of the rules under the result. A source that is a stored tensor may not be in the graph as it is (a
+# reshape of it reshapes its BUFFER: `_gradient_key`, below), so its gradient goes to the BUFFER.
 def compute_gradient(root: UOp, root_grad: Tensor, targets: list[UOp]) -> dict[UOp, Tensor]:
   """The gradient of `root` (seeded with `root_grad`) with respect to each target UOp."""
   topo = list(root.toposort(lambda u: u.op is not Ops.DETACH))
@@ -1823,9 +1825,9 @@ def compute_gradient(root: UOp, root_grad: Tensor, targets: list[UOp]) -> dict[U
   grads: dict[UOp, Tensor] = {root: root_grad}
   for u in reversed(topo):
     if u not in grads or not any(on_path.get(s, False) for s in u.src): continue
-    if (custom := _custom_gradients.get(u)) is not None: pairs = custom(grads[u])
+    if (custom := _custom_gradients.get(u)) is not None: pairs = [(_gradient_key(s), g.reshape(_gradient_key(s).shape)) for s, g in custom(grads[u])]
     elif (src_grads := pm_gradient.rewrite(u, ctx=grads[u])) is None: raise RuntimeError(f"no gradient rule for {u.op.name}")
-    else: pairs = list(zip(u.src, src_grads))
+    else: pairs = zip(u.src, src_grads)
     for s, g in pairs:
       if g is not None and on_path.get(s, False): grads[s] = grads[s] + g if s in grads else g
   return {t: grads[t] for t in targets if t in grads}
@@ -2534,15 +2536,15 @@ def expand(kernel: UOp, renderer: Renderer) -> UOp:
 #    it is at most 16 long (a block of a float sum always is) and the tile is
 #    small (under 4 copies), or at most 3 long (a window axis) whatever the
 #    tile, else by 4 unless the tile is full already (16 accumulators have
-#    enough adds in flight). (A conv's input gradient, 12 copies, ran 1.5x
-#    faster with its 3 window positions along x unrolled.) If padding guards the loads,
-#    the innermost reduce loop a guard reads goes first: in each copy its
-#    index is a constant, and the guard folds into a simpler one, often
-#    True. (The window trick's gradient, walked back by the rules, sums
-#    over window positions, guarded by the trick's padding, around what the
-#    windows were multiplied by: for a conv's input gradient, before conv2d
-#    brought its own, unrolling the window loop along x made it 2x faster
-#    than unrolling the channels, 1.5x faster than no unroll.)
+#    enough adds in flight). (A conv's input gradient, a tile of 12 copies,
+#    ran 1.5x faster with its 3 window positions along x unrolled.) If
+#    padding guards the loads, the innermost reduce loop a guard reads goes
+#    first: in each copy its index is a constant, and the guard folds into
+#    a simpler one, often True. (A pool's gradient, walked back through the
+#    window trick, sums over window positions guarded by the trick's
+#    padding. Measured on a conv built that way: unrolling the window loop
+#    along x made it 2x faster than unrolling the channels, 1.5x faster
+#    than no unroll.)
 # 4. threads: with enough work per thread, the outermost output axis is split
 #    over the worker threads.
 #
@@ -3199,7 +3201,8 @@ def realize_tensors(tensors: list[Tensor]) -> None:
     for t, old, new in finishes.pop(buffer, []):
       t.uop = after_assign.setdefault(old, _renamed(new)) if old.op is Ops.ASSIGN else new
       if old is t.uop or not has_buffer[old]: continue  # equal constants must not share a buffer
-      # a user's tensor keeps its graph for backward(), and `realized` holds its result weakly: each would keep the other alive
+      # a user's tensor keeps its graph for backward(), and `realized` then holds its result weakly, or each would
+      # keep the other alive
       user_graph = old.op is not Ops.ASSIGN and wants_grad[old] and id(t) not in internal
       if user_graph: _computed_from[t.uop] = old
       realized[old] = weakref.ref(t.uop) if user_graph else t.uop
@@ -4087,7 +4090,7 @@ class TensorConvolution:
       dw = (Tensor(x) * g.reshape(bs, groups, cout // groups, 1, *out_hw, *([1] * n))).sum([0] + list(range(4, 4 + n)), dtype=acc)
       rest = [i + 2 * b - (o - 1) * sj - dj * (k - 1) - 1 for i, o, sj, dj, k, (b, _) in zip(in_hw, out_hw, s, d, hw, pads)]
       dx = g.conv_transpose2d(Tensor(wu), groups=groups, stride=s, dilation=d, padding=[b for b, _ in pads], output_padding=rest)
-      return [(_gradient_key(u), t.cast(u.dtype).reshape(_gradient_key(u).shape)) for u, t in ((src, dx), (wu, dw))]
+      return [(src, dx.cast(src.dtype)), (wu, dw.reshape(wu.shape).cast(wu.dtype))]
     _custom_gradients[out.uop] = gradient
     return out if bias is None else out + bias.reshape(1, -1, *([1] * n))
 

@@ -449,3 +449,17 @@ def test_conv2d_brings_the_gradient_its_ops_rules_would_give(device, kw):
     g = Tensor(rng.standard_normal(out.shape).astype(np.float32) if own else g.numpy(), device=device)
     grads.append([t.numpy() for t in (out * g).sum().gradient(tx, tw)])
   for mine, rules in zip(*grads): np.testing.assert_allclose(mine, rules, rtol=1e-5, atol=1e-5)
+
+def test_an_own_gradient_goes_with_its_result(device):
+  # `_custom_gradients` is weak on the result: a function that held the result would keep itself for ever. (Inputs
+  # in buffers: a graph of constants alone is its own schedule's key, kept with the schedule.)
+  import gc
+  gc.collect()
+  before = len(tiny._custom_gradients)
+  for _ in range(3):
+    x, w = Tensor(np.ones((1, 1, 3, 3), np.float32), device=device), Tensor(np.ones((1, 1, 2, 2), np.float32), device=device)
+    out = Tensor([1.0, 4.0], device=device) ** 0.5 + x.conv2d(w).sum()
+    assert out.tolist() == [17.0, 18.0]  # 1 and 2, plus the four windows of 4 ones
+  del out
+  gc.collect()
+  assert len(tiny._custom_gradients) == before
