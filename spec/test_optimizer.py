@@ -114,7 +114,19 @@ def test_the_heuristic_tiles_a_window_trick_gradient_and_unrolls_the_window_loop
   windows = np.lib.stride_tricks.sliding_window_view(gp, (3, 3), axis=(2, 3))
   np.testing.assert_allclose(optimized, np.einsum("noyxij,ocij->ncyx", windows, w[:, :, ::-1, ::-1].astype(np.float64)), rtol=1e-4, atol=1e-4)
 
-def test_the_heuristic_unrolls_a_window_axis_of_a_conv_whatever_its_tile():
+def test_a_float_sums_levels_fill_from_the_innermost_loop_out():
+  # a sum over 3 channels by a 3x3 window: one level of 9 trips (the window) inside one of 3, so that the
+  # accumulators of the inner level are added to the outer one every 9 trips, not every 3
+  x = rand(4, 3, 3, 3)
+  kernel = []
+  items, _ = tiny.create_schedule([Tensor(x, device="PYTHON").sum((1, 2, 3)).uop])
+  tiny.lower(items[-1].ast, lambda k: kernel.append(k) or k)
+  reduces = [u for u in kernel[0].toposort() if u.op is tiny.Ops.REDUCE]
+  trips = [tiny.prod(r.src[0].arg for r in u.src[1:]) for u in reduces]  # sources first: the inner level first
+  assert trips == [9, 3], trips
+  np.testing.assert_allclose(Tensor(x, device="PYTHON").sum((1, 2, 3)).numpy(), x.astype(np.float64).sum((1, 2, 3)), rtol=1e-6)
+
+def test_the_heuristic_unrolls_both_window_axes_of_a_conv_whatever_its_tile():
   if "CPU" not in Device.names(): pytest.skip("needs the CPU device")
   x, w, g = rand(8, 3, 10, 10), rand(8, 3, 3, 3), rand(8, 8, 10, 10)
   items, _ = tiny.create_schedule([conv_input_gradient(lambda a: Tensor(a, device="CPU"), x, w, g).uop])
@@ -123,7 +135,8 @@ def test_the_heuristic_unrolls_a_window_axis_of_a_conv_whatever_its_tile():
   assert [r.src[0].arg for r in tiny._ranges(kernel[0])][-3:] == [8, 3, 3]  # it sums over 8 channels, 3 by 3 window positions
   opts = Device["CPU"].renderer.choose_opts(kernel[0])
   tile = tiny.prod(o.amount for o in opts if o.op == "UPCAST" and o.amount < 16)  # not the lanes, if it has them
-  assert tile >= 4 and any(o.op == "UNROLL" and o.amount == 3 for o in opts), opts  # a window axis, whole
+  # both window axes, whole: the 8 channels' loop is then the innermost (1.5x faster, each, on AVX2)
+  assert tile >= 4 and [o.amount for o in opts if o.op == "UNROLL"] == [3, 3], opts
   gp = np.pad(g.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
   windows = np.lib.stride_tricks.sliding_window_view(gp, (3, 3), axis=(2, 3))
   got = conv_input_gradient(lambda a: Tensor(a, device="CPU"), x, w, g).numpy()
