@@ -10,6 +10,8 @@ tinygrad's (below 1: tiny is faster). tinygrad is optional and never imported by
 """
 import argparse, os, subprocess, sys, tempfile, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+if "--device" in sys.argv[:-1]:  # before tinygrad is imported: it reads DEV once, tiny reads DEVICE at each use
+  os.environ["DEVICE"] = os.environ["DEV"] = sys.argv[sys.argv.index("--device") + 1]
 import numpy as np
 import tiny
 from tiny import Tensor, TinyJit, Context, nn
@@ -17,7 +19,7 @@ from tiny.nn.optim import SGD
 
 try:
   import tinygrad
-  from tinygrad import Tensor as TGTensor, TinyJit as TGJit, Context as TGContext
+  from tinygrad import Tensor as TGTensor, TinyJit as TGJit, Context as TGContext, Device as TGDevice
   from tinygrad.nn import Linear as TGLinear
   from tinygrad.nn.optim import SGD as TGSGD
 except ImportError:
@@ -264,11 +266,12 @@ WORKLOADS = {
 
 def main():
   parser = argparse.ArgumentParser()
+  parser.add_argument("--device", help="the device both tiny and tinygrad run on (default: each one's own default)")
   parser.add_argument("--repeat", type=int, default=5)
   parser.add_argument("--only", default="", help="comma-separated workload names (substrings)")
   args = parser.parse_args()
   names = [n for n in WORKLOADS if not args.only or any(o in n for o in args.only.split(","))]
-  print(f"tiny on {Tensor([0]).device}; numpy {np.__version__}; tinygrad {getattr(tinygrad, '__version__', 'installed') if tinygrad else 'not installed'}; "
+  print(f"tiny on {Tensor([0]).device}; numpy {np.__version__}; tinygrad {getattr(tinygrad, '__version__', 'installed') + ' on ' + TGDevice.DEFAULT if tinygrad else 'not installed'}; "
         f"best of {args.repeat}")
   print(f"{'workload':30s} {'unit':8s} {'tiny':>10s} {'numpy':>10s} {'tinygrad':>10s} {'t/np time':>10s} {'t/tg time':>10s}")
   for name in names:
