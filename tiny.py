@@ -2551,8 +2551,10 @@ def expand(kernel: UOp, renderer: Renderer) -> UOp:
 #    padding. Measured on a conv built that way: unrolling the window loop
 #    along x made it 2x faster than unrolling the channels, 1.5x faster
 #    than no unroll.)
-# 4. threads: with enough work per thread, the outermost output axis is split
-#    over the worker threads.
+# 4. threads: the outermost output axis is split over as many worker threads
+#    as get 65,536 trips each, one per core at most: waking a worker costs
+#    tens of microseconds (30 to 50 measured here), more than a thread's
+#    share of a small kernel on many cores.
 #
 # A kernel of fewer than 1024 trips in all gets none of them.
 def heuristic(kernel: UOp, renderer: Renderer) -> list[Opt]:
@@ -2596,7 +2598,7 @@ def heuristic(kernel: UOp, renderer: Renderer) -> list[Opt]:
       if r.src[0].arg <= 3: add(Opt("UNROLL", i, r.src[0].arg))
   if renderer.threads > 1 and trips >= 1 << 17 and axes("LOOP"):
     i, r = axes("LOOP")[0]
-    if (n := next((n for n in range(renderer.threads, 1, -1) if r.src[0].arg % n == 0), 0)): add(Opt("THREAD", i, n))
+    if (n := next((n for n in range(min(renderer.threads, trips >> 16), 1, -1) if r.src[0].arg % n == 0), 0)): add(Opt("THREAD", i, n))
   return opts
 
 # `optimize` applies a list of opts and makes the copies. Which list is

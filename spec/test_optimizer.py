@@ -1,5 +1,6 @@
 """Chapter 11, optimizing: the opts change how a kernel runs, never what it computes; NOOPT=1 keeps plain loops;
 float sums are as accurate as numpy's; rendered source grows linearly with the length of a chain of ops."""
+import copy
 import numpy as np
 import pytest
 import tiny
@@ -179,6 +180,15 @@ def test_a_big_kernel_is_split_over_threads_on_cpu():
   out = Tensor(a, device="CPU") * 2 + 1
   with Context(NOOPT=0): assert "int core_id" in source_of(out, "CPU")
   check(out, a.astype(np.float64) * 2 + 1)
+
+def test_a_kernel_is_split_over_as_many_threads_as_get_65536_trips_each():
+  # waking a worker costs tens of microseconds: on 16 cores, a kernel of 2**18 trips takes 4 of them, one of 2**21 all 16
+  renderer = copy.copy(Device["PYTHON"].renderer)
+  renderer.threads = 16
+  for rows, threads in ((256, 4), (2048, 16)):
+    kernel = []
+    tiny.lower(tiny.create_schedule([(Tensor.empty(rows, 1024, device="PYTHON") * 2).uop])[0][-1].ast, lambda k: kernel.append(k) or k)
+    assert [o for o in tiny.heuristic(kernel[0], renderer) if o.op == "THREAD"] == [Opt("THREAD", 0, threads)]
 
 def test_an_opt_that_does_not_fit_raises_naming_the_range():
   kernel = []
