@@ -127,6 +127,23 @@ def test_a_float_sums_levels_fill_from_the_innermost_loop_out():
   assert trips == [9, 3], trips
   np.testing.assert_allclose(Tensor(x, device="PYTHON").sum((1, 2, 3)).numpy(), x.astype(np.float64).sum((1, 2, 3)), rtol=1e-6)
 
+def test_a_sum_level_its_lanes_leave_short_joins_the_level_around_it():
+  # x @ W.T sums 784 = 7*7*16 terms in levels of 16, 7 and 7 trips; its lanes (along the sum: both inputs run along
+  # it) take 8 or 16 of the innermost 16, and what is left of that level joins the next one: each lane still adds at
+  # most 16 terms per level, and the innermost loop is 14 (or 7) trips long, not 2 (or 1)
+  if "CPU" not in Device.names() or not Device["CPU"].renderer.vector_bytes: pytest.skip("needs the CPU device's vector lanes")
+  x, w = rand(4, 784), rand(8, 784)
+  kernel = []
+  tiny.lower(tiny.create_schedule([(Tensor(x, device="CPU") @ Tensor(w, device="CPU").T).uop])[0][-1].ast, lambda k: kernel.append(k) or k)
+  renderer = Device["CPU"].renderer
+  opts = renderer.choose_opts(kernel[0])
+  lanes = renderer.vector_bytes // 4
+  assert opts[0] == Opt("UNROLL", 4, lanes), opts  # the lanes along the sum
+  innermost = [u for u in tiny.optimize(kernel[0], renderer, opts).toposort() if u.op is tiny.Ops.REDUCE and
+               not any(s.op is tiny.Ops.REDUCE for s in u.src[0].toposort())]
+  assert innermost and all(tiny.prod(r.src[0].arg for r in u.src[1:] if r.arg[1] == "REDUCE") == 16 // lanes * 7 for u in innermost)
+  check(Tensor(x, device="CPU") @ Tensor(w, device="CPU").T, x.astype(np.float64) @ w.T.astype(np.float64))
+
 def test_the_heuristic_unrolls_both_window_axes_of_a_conv_whatever_its_tile():
   if "CPU" not in Device.names(): pytest.skip("needs the CPU device")
   x, w, g = rand(8, 3, 10, 10), rand(8, 3, 3, 3), rand(8, 8, 10, 10)
