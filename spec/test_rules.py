@@ -286,6 +286,11 @@ def ex_linear_with_lanes_along_the_reduce(device):
   # x @ W.T reads both inputs along the reduced axis: its lanes are partial sums, combined after every other loop
   x, w = rng_data(8, 64), rng_data(16, 64, seed=1)
   with tiny.Context(NOOPT=0): check((Tensor(x, device=device) @ Tensor(w, device=device).T).relu(), np.maximum(x @ w.T, 0))
+  # 64 = 4*16 terms: lanes of 8 leave the level of 16 two trips, which join the level of 4 around it (in float64 too,
+  # whose lanes are 4 or 8: AVX-512's 16 float32 lanes leave nothing to join)
+  if dtypes.float64 in Device[device].renderer.supported_dtypes:
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    with tiny.Context(NOOPT=0): check(Tensor(x64, device=device) @ Tensor(w64, device=device).T, x64 @ w64.T)
 
 def ex_unrolled_max(device):
   # a reduce longer than 16 is unrolled by 4: the REDUCE then names the two halves of its split loop
