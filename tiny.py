@@ -2609,7 +2609,7 @@ def heuristic(kernel: UOp, renderer: Renderer) -> list[Opt]:
     if opts and opts[-1].op == "UNROLL" and opts[-1].amount <= 3 and axes("REDUCE"):  # and so is a window axis around a window axis
       i, r = axes("REDUCE")[-1]
       if r.src[0].arg <= 3: add(Opt("UNROLL", i, r.src[0].arg))
-  if renderer.threads > 1 and trips >= 1 << 17 and axes("LOOP"):
+  if renderer.threads > 1 and axes("LOOP"):  # under 2 * 65,536 trips the range below is empty
     i, r = axes("LOOP")[0]
     if (n := next((n for n in range(min(renderer.threads, trips >> 16), 1, -1) if r.src[0].arg % n == 0), 0)): add(Opt("THREAD", i, n))
   return opts
